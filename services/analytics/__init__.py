@@ -1,0 +1,1 @@
+"""Analytics: incremental rollups of every domain event, metrics for operators."""

@@ -1,0 +1,1 @@
+"""Campaigns: referral, check-in, UGC contest, lottery, quiz, flash sale, group buy, trials."""

@@ -1,0 +1,1 @@
+"""Content: posts of every kind, content calendar, interactions, moderation, PII masking."""

@@ -1,0 +1,8 @@
+from typing import ClassVar
+
+from shared.settings import ServiceSettings, prefixed
+
+
+class ContentSettings(ServiceSettings):
+    service_name: ClassVar[str] = "content"
+    model_config = prefixed("content")

@@ -1,0 +1,1 @@
+"""Gateway: the only public entry. Authentication, rate limits, routing, merged OpenAPI."""

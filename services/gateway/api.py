@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, status
+from fastapi.security import OAuth2PasswordRequestForm
+
+from services.gateway.proxy import Gateway
+from services.gateway.schemas import (
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyPage,
+    ApiKeyRead,
+    TokenResponse,
+)
+from services.gateway.service import gateway_service
+from shared.auth import Principal, Role
+from shared.errors import Forbidden, Unauthorized
+from shared.web import SessionDep, TransactionalRoute, get_runtime
+
+
+async def admitted(request: Request) -> Principal | None:
+    gateway: Gateway = request.app.state.gateway
+    return await gateway.admit(request, get_runtime(request))
+
+
+Admitted = Annotated[Principal | None, Depends(admitted)]
+
+
+def operator(principal: Admitted) -> Principal:
+    if principal is None:
+        raise Unauthorized("This endpoint needs a bearer token")
+    if principal.role is not Role.OPERATOR:
+        raise Forbidden("Only operators manage API keys")
+    return principal
+
+
+Operator = Annotated[Principal, Depends(operator)]
+
+router = APIRouter(tags=["auth"], route_class=TransactionalRoute)
+
+
+@router.post("/v1/auth/token", response_model=TokenResponse)
+async def issue_token(
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    session: SessionDep,
+    request: Request,
+    _: Admitted,
+) -> TokenResponse:
+    """OAuth2 password grant for staff accounts (operators, moderators)."""
+    principal = await gateway_service.authenticate_staff(session, form.username, form.password)
+    tokens = get_runtime(request).tokens
+    return TokenResponse(
+        access_token=tokens.issue(principal), expires_in=int(tokens.ttl.total_seconds())
+    )
+
+
+@router.post(
+    "/v1/api-keys",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ApiKeyCreated,
+    tags=["api-keys"],
+)
+async def create_api_key(
+    body: ApiKeyCreate, session: SessionDep, principal: Operator
+) -> ApiKeyCreated:
+    """Create a partner API key. The key is in this response only. Honours ``Idempotency-Key``."""
+    record, key = await gateway_service.create_api_key(session, principal, body)
+    return ApiKeyCreated(**ApiKeyRead.model_validate(record).model_dump(), key=key)
+
+
+@router.get("/v1/api-keys", response_model=ApiKeyPage, tags=["api-keys"])
+async def list_api_keys(session: SessionDep, _: Operator) -> ApiKeyPage:
+    keys = await gateway_service.list_api_keys(session)
+    return ApiKeyPage(items=[ApiKeyRead.model_validate(k) for k in keys])
+
+
+@router.delete("/v1/api-keys/{key_id}", response_model=ApiKeyRead, tags=["api-keys"])
+async def revoke_api_key(key_id: str, session: SessionDep, _: Operator) -> ApiKeyRead:
+    return ApiKeyRead.model_validate(await gateway_service.revoke_api_key(session, key_id))

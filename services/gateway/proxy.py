@@ -1,0 +1,189 @@
+"""Routing public paths to services: who is calling, how often, and where it goes.
+
+Every request is admitted once (credential checked, rate limit counted), then
+proxied over a pooled httpx client with bodies streamed both ways. The service
+receives a bearer JWT it verifies itself: the caller's own, or for API keys a
+short-lived one minted here.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import httpx
+from fastapi import Request
+from starlette.background import BackgroundTask
+from starlette.responses import Response, StreamingResponse
+
+from services.gateway.ratelimit import RateLimiter
+from services.gateway.service import gateway_service
+from services.gateway.settings import UPSTREAMS, GatewaySettings
+from shared.app import ServiceRuntime
+from shared.auth import API_KEY_PREFIX, Principal, bearer_token
+from shared.errors import DomainError, NotFound, RateLimited, ServiceUnavailable, Unauthorized
+from shared.observability import REQUEST_ID_HEADER, request_id_var, traceparent_var
+
+# Longest prefix first is not needed: prefixes never nest across services.
+ROUTES: dict[str, str] = {
+    "/v1/members": "members",
+    "/v1/communities": "members",
+    "/v1/segments": "members",
+    "/v1/posts": "content",
+    "/v1/moderation": "content",
+    "/v1/campaigns": "campaigns",
+    "/v1/accounts": "rewards",
+    "/v1/earning-rules": "rewards",
+    "/v1/tiers": "rewards",
+    "/v1/coupons": "rewards",
+    "/v1/catalog": "rewards",
+    "/v1/redemptions": "rewards",
+    "/v1/metrics": "analytics",
+    "/v1/webhooks": "webhooks",
+}
+
+# What anyone may call without a credential.
+PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset({("POST", "/v1/members")})
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+    }
+)
+PARTNER_TOKEN_TTL = timedelta(minutes=5)
+
+
+class GatewayTimeout(DomainError):
+    status, code, title = 504, "upstream-timeout", "Upstream timed out"
+
+
+def service_for(path: str) -> str | None:
+    for prefix, service in ROUTES.items():
+        if path == prefix or path.startswith(prefix + "/"):
+            return service
+    return None
+
+
+class Gateway:
+    """The gateway's moving parts: upstream clients, rate limiter, minted partner tokens."""
+
+    def __init__(self, settings: GatewaySettings, limiter: RateLimiter) -> None:
+        self.settings = settings
+        self.limiter = limiter
+        timeout = httpx.Timeout(
+            settings.upstream_read_timeout_s,
+            connect=settings.upstream_connect_timeout_s,
+            pool=settings.upstream_connect_timeout_s,
+        )
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+        self.clients = {
+            name: httpx.AsyncClient(
+                base_url=settings.upstream_url(name), timeout=timeout, limits=limits
+            )
+            for name in UPSTREAMS
+        }
+        self._partner_tokens: dict[str, tuple[float, str]] = {}
+
+    async def close(self) -> None:
+        for client in self.clients.values():
+            await client.aclose()
+        await self.limiter.close()
+
+    async def admit(self, request: Request, runtime: ServiceRuntime) -> Principal | None:
+        """Authenticate the caller (if any credential) and count the request against its limit."""
+        principal = await self._authenticate(request, runtime)
+        if principal is not None:
+            key, limit = f"p:{principal.subject}", self.settings.rate_limit_per_min
+        else:
+            client = request.client.host if request.client else "unknown"
+            key, limit = f"ip:{client}", self.settings.anonymous_rate_limit_per_min
+        retry_after = await self.limiter.hit(key, limit)
+        if retry_after is not None:
+            raise RateLimited(retry_after)
+        request.state.principal = principal
+        return principal
+
+    async def _authenticate(self, request: Request, runtime: ServiceRuntime) -> Principal | None:
+        token = bearer_token(request)
+        api_key = request.headers.get("x-api-key")
+        if api_key is None and token is not None and token.startswith(API_KEY_PREFIX):
+            api_key = token
+        if api_key is not None:
+            async with runtime.db.session() as session:
+                return await gateway_service.authenticate_api_key(session, api_key)
+        if token is not None:
+            return runtime.tokens.verify(token)
+        return None
+
+    def forwarded_token(
+        self, request: Request, principal: Principal, runtime: ServiceRuntime
+    ) -> str:
+        token = bearer_token(request)
+        if principal.role.value != "partner" and token is not None:
+            return token
+        cached = self._partner_tokens.get(principal.subject)
+        now = time.monotonic()
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        minted = runtime.tokens.issue(principal, ttl=PARTNER_TOKEN_TTL)
+        refresh_at = now + PARTNER_TOKEN_TTL.total_seconds() / 2
+        self._partner_tokens[principal.subject] = (refresh_at, minted)
+        return minted
+
+    async def forward(self, request: Request, runtime: ServiceRuntime) -> Response:
+        path = request.url.path
+        service = service_for(path)
+        if service is None:
+            raise NotFound(f"No route for {path}")
+        principal = await self.admit(request, runtime)
+        if principal is None and (request.method, path) not in PUBLIC_ROUTES:
+            raise Unauthorized("This endpoint needs a bearer token or an API key")
+        headers = [
+            (k, v)
+            for k, v in request.headers.items()
+            if k not in HOP_BY_HOP and k not in ("authorization", "x-api-key", REQUEST_ID_HEADER)
+        ]
+        headers.append((REQUEST_ID_HEADER, request_id_var.get() or ""))
+        headers.append(("traceparent", traceparent_var.get() or ""))
+        headers.append(("x-forwarded-for", request.client.host if request.client else ""))
+        headers.append(("x-forwarded-proto", request.url.scheme))
+        if principal is not None:
+            headers.append(
+                ("authorization", f"Bearer {self.forwarded_token(request, principal, runtime)}")
+            )
+        has_body = "content-length" in request.headers or "transfer-encoding" in request.headers
+        client = self.clients[service]
+        upstream_request = client.build_request(
+            request.method,
+            path,
+            params=request.url.query,
+            headers=headers,
+            content=request.stream() if has_body else None,
+        )
+        try:
+            upstream = await client.send(upstream_request, stream=True)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            error = ServiceUnavailable(f"The {service} service is not reachable right now")
+            error.headers["Retry-After"] = "1"
+            raise error from exc
+        except httpx.TimeoutException as exc:
+            raise GatewayTimeout(f"The {service} service did not answer in time") from exc
+        except httpx.RemoteProtocolError as exc:
+            raise ServiceUnavailable(f"The {service} service closed the connection") from exc
+        response_headers = {
+            k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP
+        }
+        return StreamingResponse(
+            upstream.aiter_raw(),
+            status_code=upstream.status_code,
+            headers=response_headers,
+            background=BackgroundTask(upstream.aclose),
+        )

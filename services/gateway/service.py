@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import uuid
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.gateway.models import ApiKey, StaffAccount
+from services.gateway.repository import ApiKeyRepository, StaffRepository
+from services.gateway.schemas import ApiKeyCreate
+from shared.auth import Principal, Role, hash_api_key, new_api_key
+from shared.db import utcnow
+from shared.errors import NotFound, Unauthorized
+
+# scrypt parameters: ~16 MiB and a few tens of ms per check; stdlib, no extra dependency.
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P)
+    encode = base64.b64encode
+    return (
+        f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${encode(salt).decode()}${encode(digest).decode()}"
+    )
+
+
+def verify_password(password: str, stored: str) -> bool:
+    try:
+        _, n, r, p, salt, digest = stored.split("$")
+        expected = base64.b64decode(digest)
+        actual = hashlib.scrypt(
+            password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p)
+        )
+    except ValueError:
+        return False
+    return hmac.compare_digest(expected, actual)
+
+
+class InvalidCredentials(Unauthorized):
+    code, title = "invalid-credentials", "Invalid credentials"
+
+
+class ApiKeyNotFound(NotFound):
+    title = "API key not found"
+
+
+class GatewayService:
+    async def ensure_staff(
+        self, session: AsyncSession, username: str, password: str, role: Role
+    ) -> StaffAccount:
+        repo = StaffRepository(session)
+        account = await repo.by_username(username)
+        if account is None:
+            account = StaffAccount(
+                id=str(uuid.uuid4()),
+                username=username,
+                password_hash=hash_password(password),
+                role=role.value,
+                communities=[],
+                created_at=utcnow(),
+            )
+            await repo.add(account)
+        return account
+
+    async def authenticate_staff(
+        self, session: AsyncSession, username: str, password: str
+    ) -> Principal:
+        account = await StaffRepository(session).by_username(username)
+        if account is None or not verify_password(password, account.password_hash):
+            raise InvalidCredentials("Unknown username or wrong password")
+        return Principal(
+            subject=account.id,
+            role=Role(account.role),
+            name=account.username,
+            communities=frozenset(account.communities),
+        )
+
+    async def create_api_key(
+        self, session: AsyncSession, creator: Principal, data: ApiKeyCreate
+    ) -> tuple[ApiKey, str]:
+        key, prefix = new_api_key()
+        record = ApiKey(
+            id=str(uuid.uuid4()),
+            name=data.name,
+            prefix=prefix,
+            key_hash=hash_api_key(key),
+            scopes=sorted(set(data.scopes)),
+            created_by=creator.name or creator.subject,
+            created_at=utcnow(),
+        )
+        await ApiKeyRepository(session).add(record)
+        return record, key
+
+    async def list_api_keys(self, session: AsyncSession) -> list[ApiKey]:
+        return await ApiKeyRepository(session).list()
+
+    async def revoke_api_key(self, session: AsyncSession, key_id: str) -> ApiKey:
+        record = await ApiKeyRepository(session).get(key_id)
+        if record is None:
+            raise ApiKeyNotFound(f"No API key with id {key_id}")
+        if record.revoked_at is None:
+            record.revoked_at = utcnow()
+        return record
+
+    async def authenticate_api_key(self, session: AsyncSession, key: str) -> Principal:
+        record = await ApiKeyRepository(session).by_hash(hash_api_key(key))
+        if record is None or record.revoked_at is not None:
+            raise Unauthorized("The API key is unknown or revoked")
+        now = utcnow()
+        last = record.last_used_at
+        if last is not None and last.tzinfo is None:
+            last = last.replace(tzinfo=now.tzinfo)
+        if last is None or now - last > LAST_USED_RESOLUTION:
+            record.last_used_at = now
+        return Principal(
+            subject=f"apikey:{record.id}",
+            role=Role.PARTNER,
+            name=record.name,
+            scopes=frozenset(record.scopes),
+        )
+
+
+gateway_service = GatewayService()

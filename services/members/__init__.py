@@ -1,0 +1,1 @@
+"""Members: profiles, communities, roles, segments, referrals, tiers, privacy."""

@@ -1,0 +1,1 @@
+"""Rewards: points ledger, earning rules, expiry, fan tiers, coupons, redemption catalogue."""

@@ -1,0 +1,1 @@
+"""Webhooks: partner webhook endpoints and Standard Webhooks deliveries."""

@@ -1,0 +1,192 @@
+"""The one way a service is assembled: settings, database, migrations, relay, consumer, HTTP.
+
+A service's ``app.py`` calls ``create_service_app`` with its settings, routers,
+migrations folder and ``SUBSCRIPTIONS``; everything else is the same everywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.responses import Response
+
+from shared import idempotency
+from shared.auth import TokenCodec
+from shared.bus import broker_reachable, ensure_topics
+from shared.consumer import EventConsumer, Handler
+from shared.db import Database
+from shared.errors import PROBLEM_RESPONSES, install_error_handlers, problem
+from shared.events.topics import DOMAIN_TOPICS, dlq_topic
+from shared.migrations import upgrade
+from shared.observability import RequestContextMiddleware, configure_logging
+from shared.outbox import OutboxRelay
+from shared.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+HOUSEKEEPING_INTERVAL_S = 300.0
+OUTBOX_RETENTION = timedelta(days=3)
+
+LifecycleHook = Callable[["ServiceRuntime"], Awaitable[None]]
+
+
+@dataclass
+class ServiceRuntime:
+    """What a running service owns; reachable from routes as ``request.app.state.runtime``."""
+
+    settings: ServiceSettings
+    db: Database
+    tokens: TokenCodec
+    relay: OutboxRelay
+    consumer: EventConsumer
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    def spawn(self, coro: Awaitable[Any], name: str) -> None:
+        async def guarded() -> None:
+            try:
+                await coro
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background task %s stopped", name)
+
+        self.tasks.append(asyncio.create_task(guarded(), name=name))
+
+
+def build_runtime(
+    settings: ServiceSettings, subscriptions: Mapping[str, Handler] | None = None
+) -> ServiceRuntime:
+    db = Database(settings.database_url)
+    return ServiceRuntime(
+        settings=settings,
+        db=db,
+        tokens=TokenCodec(
+            settings.jwt_secret.get_secret_value(), ttl=timedelta(minutes=settings.token_ttl_min)
+        ),
+        relay=OutboxRelay(db, settings),
+        consumer=EventConsumer(db, settings, subscriptions or {}),
+    )
+
+
+async def _create_topics_until_done(runtime: ServiceRuntime) -> None:
+    domain = [t.name for t in DOMAIN_TOPICS]
+    delay = 0.5
+    while True:
+        try:
+            await ensure_topics(runtime.settings, domain)
+            await ensure_topics(
+                runtime.settings, [dlq_topic(runtime.settings.service_name)], partitions=3
+            )
+            return
+        except Exception as exc:
+            log.warning("topic creation failed, retrying in %.1fs: %r", delay, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+async def _housekeeping(runtime: ServiceRuntime) -> None:
+    ttl = timedelta(hours=runtime.settings.idempotency_ttl_h)
+    while True:
+        await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
+        with contextlib.suppress(Exception):
+            await runtime.relay.purge_sent(OUTBOX_RETENTION)
+            await idempotency.purge_expired(runtime.db, ttl)
+
+
+def create_service_app(
+    settings: ServiceSettings,
+    *,
+    title: str,
+    description: str,
+    routers: Sequence[APIRouter],
+    migrations: Path,
+    subscriptions: Mapping[str, Handler] | None = None,
+    on_startup: Iterable[LifecycleHook] = (),
+    on_shutdown: Iterable[LifecycleHook] = (),
+    run_background: bool = True,
+    **fastapi_options: Any,
+) -> FastAPI:
+    """Build a service's FastAPI app; ``run_background=False`` leaves relay and consumer off."""
+    runtime = build_runtime(settings, subscriptions)
+    hooks = list(on_startup)
+    shutdown_hooks = list(on_shutdown)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await upgrade(runtime.db, migrations)
+        for hook in hooks:
+            await hook(runtime)
+        if run_background:
+            runtime.spawn(_create_topics_until_done(runtime), "topics")
+            runtime.spawn(runtime.relay.run(), "outbox-relay")
+            runtime.spawn(runtime.consumer.run(), "consumer")
+            runtime.spawn(_housekeeping(runtime), "housekeeping")
+        log.info("%s ready on %s:%s", settings.service_name, settings.host, settings.port)
+        try:
+            yield
+        finally:
+            for task in runtime.tasks:
+                task.cancel()
+            await asyncio.gather(*runtime.tasks, return_exceptions=True)
+            runtime.tasks.clear()
+            for hook in shutdown_hooks:
+                await hook(runtime)
+            await runtime.consumer.close()
+            await runtime.relay.close()
+            await runtime.db.dispose()
+
+    app = FastAPI(
+        title=title,
+        description=description,
+        version="0.1.0",
+        lifespan=lifespan,
+        responses=PROBLEM_RESPONSES,
+        **fastapi_options,
+    )
+    app.state.runtime = runtime
+    app.state.tokens = runtime.tokens
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware, service=settings.service_name)
+    for router in routers:
+        app.include_router(router)
+    add_operational_routes(app, runtime)
+    return app
+
+
+def add_operational_routes(app: FastAPI, runtime: ServiceRuntime) -> None:
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": runtime.settings.service_name}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> Response:
+        checks: dict[str, str] = {}
+        try:
+            await asyncio.wait_for(runtime.db.ping(), 2.0)
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"unreachable: {type(exc).__name__}"
+        reachable = await broker_reachable(runtime.settings.kafka_bootstrap_servers)
+        checks["broker"] = "ok" if reachable else "unreachable"
+        if all(v == "ok" for v in checks.values()):
+            return JSONResponse({"status": "ready", "checks": checks})
+        return problem(503, code="not-ready", detail="A dependency is unreachable", checks=checks)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def configure_process_logging(settings: ServiceSettings) -> None:
+    configure_logging(settings.service_name, settings.log_level, settings.log_json)

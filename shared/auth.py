@@ -1,0 +1,179 @@
+"""Who is calling: JWT issue and verify, roles, scopes, and FastAPI dependencies.
+
+The gateway authenticates every request (bearer JWT or partner API key) and
+forwards a bearer JWT to the service; the service verifies it again with the
+shared secret, so a service reached around the gateway trusts nobody.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any
+
+import jwt
+from fastapi import Depends, Request
+
+from shared.errors import Forbidden, Unauthorized
+
+ISSUER = "community-gateway"
+AUDIENCE = "community-platform"
+ALGORITHM = "HS256"
+API_KEY_PREFIX = "ck_"
+
+
+class Role(StrEnum):
+    MEMBER = "member"
+    MODERATOR = "moderator"
+    OPERATOR = "operator"
+    PARTNER = "partner"
+
+
+STAFF_ROLES = frozenset({Role.MODERATOR, Role.OPERATOR})
+
+
+@dataclass(frozen=True)
+class Principal:
+    subject: str
+    role: Role
+    name: str | None = None
+    scopes: frozenset[str] = field(default_factory=frozenset)
+    communities: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def is_operator(self) -> bool:
+        return self.role is Role.OPERATOR
+
+    def has_scope(self, scope: str) -> bool:
+        """Partner scopes look like ``members:read``; ``members:*`` and ``*`` widen them."""
+        resource = scope.split(":", 1)[0]
+        return bool({scope, f"{resource}:*", "*"} & self.scopes)
+
+    def can_act_for(self, member_id: str) -> bool:
+        return self.is_operator or (self.role is Role.MEMBER and self.subject == member_id)
+
+
+class TokenCodec:
+    def __init__(self, secret: str, *, ttl: timedelta = timedelta(hours=1)) -> None:
+        self._secret = secret
+        self.ttl = ttl
+
+    def issue(self, principal: Principal, *, ttl: timedelta | None = None) -> str:
+        now = datetime.now(UTC)
+        claims: dict[str, Any] = {
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "sub": principal.subject,
+            "role": principal.role.value,
+            "iat": now,
+            "nbf": now,
+            "exp": now + (ttl or self.ttl),
+            "jti": secrets.token_hex(8),
+        }
+        if principal.name:
+            claims["name"] = principal.name
+        if principal.scopes:
+            claims["scopes"] = sorted(principal.scopes)
+        if principal.communities:
+            claims["communities"] = sorted(principal.communities)
+        return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
+
+    def verify(self, token: str) -> Principal:
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[ALGORITHM],
+                audience=AUDIENCE,
+                issuer=ISSUER,
+                options={"require": ["exp", "sub", "aud", "iss"]},
+            )
+            role = Role(str(claims.get("role")))
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("The access token has expired") from None
+        except (jwt.InvalidTokenError, ValueError) as exc:
+            raise Unauthorized(f"The access token is not valid: {exc}") from None
+        return Principal(
+            subject=str(claims["sub"]),
+            role=role,
+            name=claims.get("name"),
+            scopes=frozenset(claims.get("scopes", ())),
+            communities=frozenset(claims.get("communities", ())),
+        )
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def new_api_key() -> tuple[str, str]:
+    """A partner API key and the prefix shown in listings: ``ck_<prefix>_<secret>``."""
+    prefix = secrets.token_hex(4)
+    return f"{API_KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}", prefix
+
+
+def hash_api_key(key: str) -> str:
+    # API keys carry 256 random bits, so one SHA-256 is enough; no password stretching needed.
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _codec(request: Request) -> TokenCodec:
+    codec: TokenCodec = request.app.state.tokens
+    return codec
+
+
+def optional_principal(request: Request) -> Principal | None:
+    token = bearer_token(request)
+    if token is None:
+        return None
+    return _codec(request).verify(token)
+
+
+def current_principal(request: Request) -> Principal:
+    principal = optional_principal(request)
+    if principal is None:
+        raise Unauthorized("This endpoint needs a bearer token")
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]
+
+
+def require_roles(*roles: Role) -> Callable[[Principal], Principal]:
+    allowed = frozenset(roles)
+
+    def check(principal: CurrentPrincipal) -> Principal:
+        if principal.role not in allowed:
+            names = ", ".join(sorted(r.value for r in allowed))
+            raise Forbidden(f"This action needs one of the roles: {names}")
+        return principal
+
+    return check
+
+
+def require_scope(
+    scope: str, *, staff: Iterable[Role] = (Role.OPERATOR,)
+) -> Callable[[Principal], Principal]:
+    """Staff roles in ``staff`` pass; partners need ``scope``; everyone else is refused."""
+    staff_roles = frozenset(staff)
+
+    def check(principal: CurrentPrincipal) -> Principal:
+        if principal.role in staff_roles:
+            return principal
+        if principal.role is Role.PARTNER and principal.has_scope(scope):
+            return principal
+        raise Forbidden(f"This action needs the scope {scope!r}")
+
+    return check
+
+
+OperatorPrincipal = Annotated[Principal, Depends(require_roles(Role.OPERATOR))]

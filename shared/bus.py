@@ -1,0 +1,63 @@
+"""The Kafka side: producers, topic creation and a broker reachability probe."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
+
+from shared.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+TOPIC_ALREADY_EXISTS = 36
+
+
+def new_producer(settings: ServiceSettings, *, client_id: str) -> AIOKafkaProducer:
+    # Idempotence is a setting: Tansu's memory broker refuses InitProducerId.
+    # Correctness never depends on it: consumers dedupe by event id.
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=settings.kafka_enable_idempotence,
+        linger_ms=5,
+        request_timeout_ms=15000,
+        retry_backoff_ms=200,
+    )
+
+
+async def ensure_topics(
+    settings: ServiceSettings, topics: Iterable[str], *, partitions: int | None = None
+) -> None:
+    """Create ``topics`` with explicit partition counts; existing ones are left alone."""
+    count = partitions or settings.kafka_topic_partitions
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        wanted = [NewTopic(name, num_partitions=count, replication_factor=1) for name in topics]
+        response = await admin.create_topics(wanted)
+        for name, code, message in response.topic_errors:
+            if code not in (0, TOPIC_ALREADY_EXISTS):
+                raise KafkaError(f"creating topic {name} failed: {code} {message}")
+    finally:
+        await admin.close()
+
+
+async def broker_reachable(bootstrap_servers: str, timeout_s: float = 1.0) -> bool:
+    """True when one bootstrap server accepts a TCP connection."""
+    for server in bootstrap_servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(host.strip("[]"), int(port)), timeout_s
+            )
+        except (OSError, TimeoutError, ValueError):
+            continue
+        writer.close()
+        return True
+    return False

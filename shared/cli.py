@@ -1,0 +1,159 @@
+"""``community``: run the platform, serve a service, migrate, event catalogue, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from shared.settings import SERVICE_PORTS
+
+app = typer.Typer(help="The community marketing platform.", no_args_is_help=True)
+events_app = typer.Typer(help="The event catalogue.", no_args_is_help=True)
+dlq_app = typer.Typer(help="Dead-letter topics.", no_args_is_help=True)
+app.add_typer(events_app, name="events")
+app.add_typer(dlq_app, name="dlq")
+console = Console()
+
+SERVICE_NAMES = tuple(SERVICE_PORTS)
+
+
+def _service_module(name: str, module: str) -> Any:
+    if name not in SERVICE_NAMES:
+        raise typer.BadParameter(f"unknown service {name!r}; one of {', '.join(SERVICE_NAMES)}")
+    return importlib.import_module(f"services.{name}.{module}")
+
+
+def _settings(name: str) -> Any:
+    module = _service_module(name, "settings")
+    cls = next(
+        v for k, v in vars(module).items() if k.endswith("Settings") and k != "ServiceSettings"
+    )
+    return cls()
+
+
+@app.command()
+def serve(service: Annotated[str, typer.Argument(help="Which service to run.")]) -> None:
+    """Run one service (what each container runs)."""
+    import uvicorn
+
+    from shared.app import configure_process_logging
+
+    settings = _settings(service)
+    configure_process_logging(settings)
+    application = _service_module(service, "app").create_app(settings)
+    uvicorn.run(
+        application,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=20,
+    )
+
+
+@app.command()
+def migrate(service: Annotated[str, typer.Argument(help="A service, or 'all'.")] = "all") -> None:
+    """Apply database migrations (what the Kubernetes migration Job runs)."""
+    from shared.db import Database
+    from shared.migrations import upgrade
+
+    names = SERVICE_NAMES if service == "all" else (service,)
+
+    async def run() -> None:
+        for name in names:
+            settings = _settings(name)
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            db = Database(settings.database_url)
+            try:
+                await upgrade(db, Path(_service_module(name, "app").MIGRATIONS))
+            finally:
+                await db.dispose()
+            console.print(f"[green]migrated[/green] {name}")
+
+    asyncio.run(run())
+
+
+@app.command()
+def run(
+    data_dir: Annotated[Path, typer.Option(help="Where SQLite files and logs go.")] = Path("data"),
+    port: Annotated[int, typer.Option(help="Gateway port.")] = SERVICE_PORTS["gateway"],
+) -> None:
+    """Run everything locally: broker, services, gateway. Ctrl-C stops it all."""
+    from shared.runner import Platform
+    from shared.settings import LOCAL_ADMIN_PASSWORD
+
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None
+    platform = Platform(data_dir, gateway_port=port, bootstrap_servers=bootstrap)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    with console.status("starting broker and services..."):
+        try:
+            platform.start()
+        except Exception as exc:
+            platform.stop()
+            console.print(f"[red]failed to start:[/red] {exc}")
+            raise typer.Exit(1) from exc
+    password = os.environ.get("COMMUNITY_ADMIN_PASSWORD", LOCAL_ADMIN_PASSWORD)
+    console.print(f"[bold green]Community platform is up[/bold green] (data in {data_dir}/)")
+    console.print(f"  gateway   {platform.gateway_url}")
+    console.print(f"  API docs  {platform.gateway_url}/docs")
+    console.print(f"  events    {platform.gateway_url}/v1/events/catalog")
+    console.print(f"  broker    {platform.bootstrap_servers}")
+    console.print(f"  operator  username [bold]admin[/bold], password [bold]{password}[/bold]")
+    console.print("Ctrl-C to stop.")
+    try:
+        while not stop.wait(1.0):
+            for name, process in list(platform.processes.items()):
+                if process.poll() is not None:
+                    console.print(f"[red]{name} exited ({process.returncode}); stopping[/red]")
+                    stop.set()
+    finally:
+        with console.status("stopping..."):
+            platform.stop()
+        console.print("stopped.")
+
+
+@events_app.command("catalog")
+def events_catalog(
+    write: Annotated[bool, typer.Option(help="Write docs/events/asyncapi.json.")] = False,
+) -> None:
+    """Print (or write) the AsyncAPI catalogue of every event type."""
+    from shared.events.catalog import CATALOG_PATH, render_catalog
+
+    text = render_catalog()
+    if write:
+        CATALOG_PATH.parent.mkdir(parents=True, exist_ok=True)
+        CATALOG_PATH.write_text(text)
+        console.print(f"wrote {CATALOG_PATH}")
+    else:
+        sys.stdout.write(text)
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    group: Annotated[str, typer.Argument(help="The consumer group (service) whose dead letters.")],
+    limit: Annotated[int | None, typer.Option(help="At most this many.")] = None,
+) -> None:
+    """Re-publish a group's dead letters to their original topics."""
+    from shared.consumer import replay_dead_letters
+
+    count = asyncio.run(replay_dead_letters(_settings(group), group, limit=limit))
+    console.print(f"replayed {count} dead letter(s) of {group}")
+
+
+if __name__ == "__main__":
+    app()

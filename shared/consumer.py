@@ -1,0 +1,345 @@
+"""The idempotent consumer: inbox dedupe, commit after processing, bounded retries, dead letters.
+
+One consumer group per service. Each event is applied in one database
+transaction together with its inbox row, and the Kafka offset is committed only
+after that transaction; a redelivered event finds its inbox row and has no
+second effect. A message that keeps failing goes to the service's dead-letter
+topic with the error attached, and the partition moves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+from pydantic import ValidationError
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.bus import broker_reachable, new_producer
+from shared.db import Database, inbox_table, utcnow
+from shared.events.envelope import CloudEvent
+from shared.events.registry import EventData, lookup
+from shared.events.topics import dlq_topic
+from shared.observability import CONSUMED, CONSUMER_LAG, DLQ_MESSAGES, event_id_var
+from shared.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+DLQ_HEADER_PREFIX = "dlq-"
+BROKER_PROBE_INTERVAL_S = 1.0
+
+
+@dataclass(frozen=True)
+class ConsumedEvent:
+    envelope: CloudEvent
+    data: Any
+    topic: str
+    partition: int
+    offset: int
+
+    @property
+    def id(self) -> str:
+        return self.envelope.id
+
+
+Handler = Callable[[AsyncSession, ConsumedEvent], Awaitable[None]]
+
+# Errors that say "not now" rather than "never": retried without limit instead
+# of dead-lettering a good message because the database blinked.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+class PoisonMessage(Exception):
+    """The message can never be processed as it is (not a CloudEvent, wrong data shape)."""
+
+
+async def claim_in_inbox(session: AsyncSession, consumer: str, event_id: str, type_: str) -> bool:
+    """Record the event as processed by ``consumer``; False when it already was."""
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = (
+        insert(inbox_table)
+        .values(consumer=consumer, event_id=event_id, type=type_, processed_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["consumer", "event_id"])
+    )
+    result = await session.execute(stmt)
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+def parse_envelope(record: ConsumerRecord[bytes, bytes]) -> CloudEvent:
+    try:
+        return CloudEvent.from_json(record.value or b"")
+    except ValueError as exc:
+        raise PoisonMessage(f"not a CloudEvent: {exc}") from exc
+
+
+def parse_data(envelope: CloudEvent) -> EventData:
+    try:
+        return lookup(envelope.type).model.model_validate(envelope.data)
+    except (ValidationError, LookupError) as exc:
+        raise PoisonMessage(f"{envelope.type} data does not match its contract: {exc}") from exc
+
+
+class EventConsumer:
+    """Runs one consumer group over the topics its subscriptions need."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: ServiceSettings,
+        subscriptions: Mapping[str, Handler],
+        *,
+        group: str | None = None,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.group = group or settings.service_name
+        self.subscriptions = dict(subscriptions)
+        self.topics = sorted({lookup(name).topic.name for name in self.subscriptions})
+        self.dlq_topic = dlq_topic(self.group)
+        self._consumer: AIOKafkaConsumer | None = None
+        self._dlq_producer: AIOKafkaProducer | None = None
+        self.processed = 0
+        self.dead_lettered = 0
+
+    async def run(self) -> None:
+        """Consume until cancelled, reconnecting with backoff while the broker is away."""
+        if not self.topics:
+            return
+        failures = 0
+        while True:
+            try:
+                await self._start()
+                failures = 0
+                await self._loop()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                delay = min(10.0, 0.25 * 2 ** min(failures, 6))
+                log.warning("consumer %s: %r; restarting in %.2fs", self.group, exc, delay)
+                await self._stop()
+                await asyncio.sleep(delay)
+
+    async def close(self) -> None:
+        await self._stop()
+
+    async def _start(self) -> None:
+        consumer = AIOKafkaConsumer(
+            *self.topics,
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            group_id=self.group,
+            client_id=f"{self.group}-consumer",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=500,
+            metadata_max_age_ms=5000,
+        )
+        try:
+            await consumer.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+            raise
+        self._consumer = consumer
+
+    async def _stop(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        producer, self._dlq_producer = self._dlq_producer, None
+        for client in (consumer, producer):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(client.stop(), 5)
+
+    async def _loop(self) -> None:
+        assert self._consumer is not None
+        consumer = self._consumer
+        probed_at = 0.0
+        while True:
+            now = time.monotonic()
+            if now - probed_at > BROKER_PROBE_INTERVAL_S:
+                probed_at = now
+                # A consumer that lost its broker is rebuilt so it re-reads committed
+                # offsets: a restarted memory broker (Tansu) has none and starts over
+                # from the earliest offset; the inbox makes the re-read harmless.
+                if not await broker_reachable(self.settings.kafka_bootstrap_servers):
+                    raise KafkaError("broker unreachable")
+            batches = await consumer.getmany(timeout_ms=500, max_records=500)
+            for tp, records in batches.items():
+                for record in records:
+                    await self.handle(record)
+                try:
+                    await consumer.commit({tp: records[-1].offset + 1})
+                except CommitFailedError as exc:
+                    # Rebalanced mid-batch: the new owner redelivers, the inbox dedupes.
+                    log.warning("consumer %s: commit failed after rebalance: %r", self.group, exc)
+                highwater = consumer.highwater(tp)
+                if highwater is not None:
+                    CONSUMER_LAG.labels(self.group, tp.topic, str(tp.partition)).set(
+                        max(0, highwater - records[-1].offset - 1)
+                    )
+
+    async def handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        """Apply one record exactly once in effect, or dead-letter it."""
+        try:
+            envelope = parse_envelope(record)
+            handler = self.subscriptions.get(envelope.type)
+            if handler is None:  # another consumer's event on a shared topic
+                return
+            data = parse_data(envelope)
+        except PoisonMessage as exc:
+            CONSUMED.labels(self.group, "unparseable", "dead_lettered").inc()
+            await self._dead_letter(record, exc)
+            return
+        event = ConsumedEvent(envelope, data, record.topic, record.partition, record.offset)
+        token = event_id_var.set(envelope.id)
+        try:
+            await self._apply_with_retries(handler, event, record)
+        finally:
+            event_id_var.reset(token)
+
+    async def _apply_with_retries(
+        self, handler: Handler, event: ConsumedEvent, record: ConsumerRecord[bytes, bytes]
+    ) -> None:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                applied = await self._apply(handler, event)
+            except TRANSIENT_ERRORS as exc:
+                delay = min(10.0, self.settings.consumer_retry_backoff_s * 2 ** min(attempt, 6))
+                log.warning(
+                    "consumer %s: transient error, retrying in %.2fs: %r", self.group, delay, exc
+                )
+                await asyncio.sleep(delay)
+                continue
+            except Exception as exc:
+                if attempt < self.settings.consumer_max_attempts:
+                    log.warning(
+                        "consumer %s: handler failed (attempt %d): %r", self.group, attempt, exc
+                    )
+                    await asyncio.sleep(self.settings.consumer_retry_backoff_s * attempt)
+                    continue
+                log.error("consumer %s: giving up on %s: %r", self.group, event.id, exc)
+                CONSUMED.labels(self.group, event.envelope.type, "dead_lettered").inc()
+                await self._dead_letter(record, exc)
+                return
+            outcome = "applied" if applied else "duplicate"
+            CONSUMED.labels(self.group, event.envelope.type, outcome).inc()
+            self.processed += 1
+            return
+
+    async def _apply(self, handler: Handler, event: ConsumedEvent) -> bool:
+        async with self.db.session() as session:
+            if not await claim_in_inbox(session, self.group, event.id, event.envelope.type):
+                return False
+            await handler(session, event)
+        return True
+
+    async def _dead_letter(
+        self, record: ConsumerRecord[bytes, bytes], error: BaseException
+    ) -> None:
+        headers = [(k, v) for k, v in (record.headers or ()) if not k.startswith(DLQ_HEADER_PREFIX)]
+        headers += [
+            ("dlq-error", str(error)[:4000].encode()),
+            ("dlq-error-type", type(error).__name__.encode()),
+            ("dlq-original-topic", record.topic.encode()),
+            ("dlq-original-partition", str(record.partition).encode()),
+            ("dlq-original-offset", str(record.offset).encode()),
+            ("dlq-consumer-group", self.group.encode()),
+            ("dlq-failed-at", utcnow().isoformat().encode()),
+        ]
+        failures = 0
+        while True:  # never move past a message that is neither processed nor parked
+            try:
+                if self._dlq_producer is None:
+                    producer = new_producer(self.settings, client_id=f"{self.group}-dlq")
+                    await producer.start()
+                    self._dlq_producer = producer
+                await self._dlq_producer.send_and_wait(
+                    self.dlq_topic, value=record.value, key=record.key, headers=headers
+                )
+                break
+            except KafkaError as exc:
+                failures += 1
+                log.warning("consumer %s: dead-letter send failed: %r", self.group, exc)
+                if self._dlq_producer is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(self._dlq_producer.stop(), 5)
+                    self._dlq_producer = None
+                await asyncio.sleep(min(10.0, 0.25 * 2 ** min(failures, 6)))
+        DLQ_MESSAGES.labels(self.group, record.topic).inc()
+        self.dead_lettered += 1
+        log.error(
+            "consumer %s: dead-lettered %s[%d]@%d: %s",
+            self.group,
+            record.topic,
+            record.partition,
+            record.offset,
+            error,
+        )
+
+
+async def replay_dead_letters(
+    settings: ServiceSettings, group: str, *, limit: int | None = None, idle_s: float = 3.0
+) -> int:
+    """Re-publish a group's dead letters to their original topics; returns how many.
+
+    Other consumer groups see the message again and skip it through their inbox.
+    """
+    consumer = AIOKafkaConsumer(
+        dlq_topic(group),
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=f"{group}.dlq-replay",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    producer = new_producer(settings, client_id=f"{group}-dlq-replay")
+    await consumer.start()
+    await producer.start()
+    replayed = 0
+    try:
+        while limit is None or replayed < limit:
+            batches = await consumer.getmany(timeout_ms=int(idle_s * 1000), max_records=100)
+            if not batches:
+                break
+            for tp, records in batches.items():
+                done: ConsumerRecord[bytes, bytes] | None = None
+                for record in records:
+                    if limit is not None and replayed >= limit:
+                        break
+                    await _republish(producer, record)
+                    replayed += 1
+                    done = record
+                if done is not None:
+                    await consumer.commit({TopicPartition(tp.topic, tp.partition): done.offset + 1})
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    return replayed
+
+
+async def _republish(producer: AIOKafkaProducer, record: ConsumerRecord[bytes, bytes]) -> None:
+    headers = dict(record.headers or ())
+    original = headers.get("dlq-original-topic")
+    if not original:
+        raise ValueError(f"dead letter at offset {record.offset} has no dlq-original-topic header")
+    kept = [(k, v) for k, v in (record.headers or ()) if not k.startswith(DLQ_HEADER_PREFIX)]
+    await producer.send_and_wait(
+        original.decode(), value=record.value, key=record.key, headers=kept
+    )

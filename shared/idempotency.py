@@ -1,0 +1,142 @@
+"""``Idempotency-Key`` for POST routes, with Stripe's semantics.
+
+Same key and same body replays the first response; same key with another body
+is 422; a key whose first request is still running is 409. The stored response
+is written in the same transaction as the request's effect, so a crash can
+never leave an effect without its record (or the other way round). Keys are
+kept for ``idempotency_ttl_h`` hours (24 by default).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import Response
+
+from shared.db import Database, idempotency_table, utcnow
+from shared.errors import Conflict, DomainError, Unprocessable
+
+HEADER = "idempotency-key"
+REPLAY_HEADER = "idempotent-replayed"
+MAX_KEY_LENGTH = 255
+# A claim older than this whose request never finished (the process died) may be taken over.
+STALE_CLAIM = timedelta(minutes=2)
+KEPT_HEADERS = ("content-type", "location")
+
+
+class InvalidIdempotencyKey(DomainError):
+    status, code, title = 400, "invalid-idempotency-key", "Invalid Idempotency-Key"
+
+
+@dataclass(frozen=True)
+class Claim:
+    scope: str
+
+
+def request_hash(method: str, path: str, query: str, body: bytes) -> str:
+    digest = hashlib.sha256()
+    for part in (method.encode(), path.encode(), query.encode(), body):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def _aware(value: object) -> object:
+    from datetime import datetime
+
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=utcnow().tzinfo)
+    return value
+
+
+async def begin(
+    db: Database, *, key: str, owner: str, fingerprint: str, ttl: timedelta
+) -> Claim | Response:
+    """Claim ``key`` for this request, or answer with the stored response."""
+    if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
+        raise InvalidIdempotencyKey(
+            f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable characters"
+        )
+    scope = f"{owner}:{key}"
+    now = utcnow()
+    async with db.session() as session:
+        insert = pg_insert if not db.is_sqlite else sqlite_insert
+        claimed = await session.execute(
+            insert(idempotency_table)
+            .values(scope=scope, request_hash=fingerprint, created_at=now)
+            .on_conflict_do_nothing(index_elements=["scope"])
+        )
+        if getattr(claimed, "rowcount", 0) == 1:
+            return Claim(scope)
+        row = (
+            await session.execute(
+                select(idempotency_table).where(idempotency_table.c.scope == scope)
+            )
+        ).one()
+        created_at = _aware(row.created_at)
+        assert isinstance(created_at, type(now))
+        expired = created_at < now - ttl
+        stale = row.completed_at is None and created_at < now - STALE_CLAIM
+        if expired or stale:
+            await session.execute(
+                update(idempotency_table)
+                .where(idempotency_table.c.scope == scope)
+                .values(
+                    request_hash=fingerprint,
+                    created_at=now,
+                    completed_at=None,
+                    status_code=None,
+                    response_body=None,
+                    response_headers=None,
+                )
+            )
+            return Claim(scope)
+    if row.request_hash != fingerprint:
+        raise Unprocessable(
+            "This Idempotency-Key was already used with a different request; use a new key"
+        )
+    if row.completed_at is None:
+        raise Conflict("A request with this Idempotency-Key is still being processed; retry later")
+    headers = dict(row.response_headers or {})
+    headers[REPLAY_HEADER] = "true"
+    return Response(content=row.response_body, status_code=row.status_code, headers=headers)
+
+
+async def complete(session: AsyncSession, claim: Claim, response: Response) -> None:
+    """Store the response in the request's own transaction."""
+    headers = {k: v for k, v in response.headers.items() if k.lower() in KEPT_HEADERS}
+    await session.execute(
+        update(idempotency_table)
+        .where(idempotency_table.c.scope == claim.scope)
+        .values(
+            status_code=response.status_code,
+            response_body=bytes(response.body),
+            response_headers=headers,
+            completed_at=utcnow(),
+        )
+    )
+
+
+async def release(db: Database, claim: Claim) -> None:
+    """Forget a claim whose request failed, so the client may retry with the same key."""
+    async with db.session() as session:
+        await session.execute(
+            delete(idempotency_table).where(
+                idempotency_table.c.scope == claim.scope,
+                idempotency_table.c.completed_at.is_(None),
+            )
+        )
+
+
+async def purge_expired(db: Database, ttl: timedelta) -> int:
+    async with db.session() as session:
+        result = await session.execute(
+            delete(idempotency_table).where(idempotency_table.c.created_at < utcnow() - ttl)
+        )
+    return int(getattr(result, "rowcount", 0) or 0)

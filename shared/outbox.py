@@ -1,0 +1,223 @@
+"""The transactional outbox and its relay.
+
+``add_event`` writes the event in the caller's transaction, so the state change
+and the event commit together or not at all. The relay publishes pending rows
+in id order, marks them sent, and keeps them pending through any broker error;
+nothing committed is lost, and a duplicate publish is harmless because every
+consumer dedupes by event id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import zlib
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.bus import new_producer
+from shared.db import Database, outbox_table, utcnow
+from shared.events.envelope import CONTENT_TYPE, CloudEvent
+from shared.events.registry import EventData, spec_of
+from shared.observability import (
+    OUTBOX_LAG,
+    OUTBOX_PENDING,
+    OUTBOX_PUBLISHED,
+    OUTBOX_SEND_ERRORS,
+    traceparent_var,
+)
+from shared.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+
+async def add_event(
+    session: AsyncSession, data: EventData, *, subject: str, source: str
+) -> CloudEvent:
+    """Record ``data`` as a CloudEvent in the outbox, inside the caller's transaction."""
+    spec = spec_of(data)
+    event = CloudEvent(
+        source=source,
+        type=spec.name,
+        subject=subject,
+        schemaversion=spec.version,
+        partitionkey=subject,
+        traceparent=traceparent_var.get(),
+        data=data.model_dump(mode="json"),
+    )
+    headers = {"content-type": CONTENT_TYPE}
+    if event.traceparent:
+        headers["traceparent"] = event.traceparent
+    await session.execute(
+        insert(outbox_table).values(
+            event_id=event.id,
+            topic=spec.topic.name,
+            key=subject,
+            type=spec.name,
+            payload=event.to_json().decode(),
+            headers=headers,
+            created_at=event.time,
+        )
+    )
+    session.info["outbox_dirty"] = True
+    return event
+
+
+class OutboxRelay:
+    """Publishes a service's outbox to Kafka; one instance per service process.
+
+    With several replicas on PostgreSQL each batch takes a transaction-level
+    advisory lock, so one relay publishes at a time and per-key order holds.
+    """
+
+    def __init__(self, db: Database, settings: ServiceSettings) -> None:
+        self.db = db
+        self.settings = settings
+        self.service = settings.service_name
+        self._lock_key = zlib.crc32(f"outbox:{self.service}".encode())
+        self._wake = asyncio.Event()
+        self._producer: AIOKafkaProducer | None = None
+        self._failures = 0
+        db.on_commit(self._wake.set)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                published = await self.publish_batch()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._failures += 1
+                OUTBOX_SEND_ERRORS.labels(self.service).inc()
+                delay = min(self.settings.relay_max_backoff_s, 0.25 * 2 ** min(self._failures, 8))
+                log.warning("outbox relay: publish failed, retrying in %.2fs: %r", delay, exc)
+                await self._reset_producer()
+                await asyncio.sleep(delay)
+                continue
+            self._failures = 0
+            if published >= self.settings.relay_batch_size:
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.relay_poll_interval_s)
+
+    async def publish_batch(self) -> int:
+        """Publish up to one batch of pending events; returns how many were marked sent."""
+        async with self.db.session() as session:
+            if not self.db.is_sqlite:
+                locked = await session.scalar(
+                    select(func.pg_try_advisory_xact_lock(self._lock_key))
+                )
+                if not locked:
+                    return 0
+            rows = (
+                await session.execute(
+                    select(
+                        outbox_table.c.id,
+                        outbox_table.c.topic,
+                        outbox_table.c.key,
+                        outbox_table.c.payload,
+                        outbox_table.c.headers,
+                        outbox_table.c.created_at,
+                    )
+                    .where(outbox_table.c.sent_at.is_(None))
+                    .order_by(outbox_table.c.id)
+                    .limit(self.settings.relay_batch_size)
+                )
+            ).all()
+            if not rows:
+                OUTBOX_PENDING.labels(self.service).set(0)
+                OUTBOX_LAG.labels(self.service).set(0)
+                return 0
+            oldest = rows[0].created_at
+            if oldest.tzinfo is None:  # SQLite hands back naive datetimes
+                oldest = oldest.replace(tzinfo=utcnow().tzinfo)
+            OUTBOX_LAG.labels(self.service).set((utcnow() - oldest).total_seconds())
+            sent_ids, error = await self._send(rows)
+            if sent_ids:
+                await session.execute(
+                    update(outbox_table)
+                    .where(outbox_table.c.id.in_(sent_ids))
+                    .values(sent_at=utcnow(), attempts=outbox_table.c.attempts + 1)
+                )
+            if error is not None:
+                failed = rows[len(sent_ids)].id
+                await session.execute(
+                    update(outbox_table)
+                    .where(outbox_table.c.id == failed)
+                    .values(attempts=outbox_table.c.attempts + 1, last_error=repr(error)[:2000])
+                )
+            pending = await session.scalar(
+                select(func.count())
+                .select_from(outbox_table)
+                .where(outbox_table.c.sent_at.is_(None))
+            )
+            OUTBOX_PENDING.labels(self.service).set(max(0, (pending or 0) - len(sent_ids)))
+        OUTBOX_PUBLISHED.labels(self.service).inc(len(sent_ids))
+        if error is not None:
+            raise error
+        return len(sent_ids)
+
+    async def _send(self, rows: Sequence[Any]) -> tuple[list[int], Exception | None]:
+        """Send rows in order; the sent prefix up to the first failure counts as sent."""
+        producer = await self._ensure_producer()
+        futures = []
+        error: Exception | None = None
+        for row in rows:
+            try:
+                futures.append(
+                    await producer.send(
+                        row.topic,
+                        value=row.payload.encode(),
+                        key=row.key.encode(),
+                        headers=[(k, v.encode()) for k, v in row.headers.items()],
+                    )
+                )
+            except Exception as exc:
+                error = exc
+                break
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        sent: list[int] = []
+        for row, result in zip(rows, results, strict=False):
+            if isinstance(result, BaseException):
+                error = result if isinstance(result, Exception) else RuntimeError(repr(result))
+                break
+            sent.append(row.id)
+        return sent, error
+
+    async def _ensure_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = new_producer(self.settings, client_id=f"{self.service}-relay")
+            try:
+                await producer.start()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                raise
+            self._producer = producer
+        return self._producer
+
+    async def _reset_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(producer.stop(), 5)
+
+    async def close(self) -> None:
+        await self._reset_producer()
+
+    async def purge_sent(self, older_than: timedelta) -> int:
+        async with self.db.session() as session:
+            result = await session.execute(
+                delete(outbox_table).where(outbox_table.c.sent_at < utcnow() - older_than)
+            )
+        return int(getattr(result, "rowcount", 0) or 0)

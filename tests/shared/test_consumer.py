@@ -1,0 +1,180 @@
+"""The idempotent consumer: duplicates, poison messages, dead letters and their replay."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.broker import LocalBroker
+from shared.bus import ensure_topics
+from shared.consumer import ConsumedEvent, EventConsumer, replay_dead_letters
+from shared.db import Database
+from shared.events.contracts.members import MemberRegistered
+from shared.events.envelope import CloudEvent
+from shared.events.topics import MEMBERS, dlq_topic
+from shared.migrations import upgrade
+from shared.settings import ServiceSettings
+from tests.conftest import Databases, eventually, settings_for
+
+MIGRATIONS = Path(__file__).parents[2] / "services" / "analytics" / "migrations"
+
+
+class ConsumerSettings(ServiceSettings):
+    service_name = "dedupe"
+
+
+def envelope(member_id: str) -> CloudEvent:
+    data = MemberRegistered(
+        member_id=member_id, nickname="fan", channel="app", registered_at=datetime.now(UTC)
+    )
+    payload = data.model_dump(mode="json")
+    return CloudEvent(source="/tests", type="member.registered", subject=member_id, data=payload)
+
+
+async def produce(broker: LocalBroker, *values: bytes) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers)
+    await producer.start()
+    try:
+        for value in values:
+            await producer.send_and_wait(MEMBERS.name, value=value, key=b"k")
+    finally:
+        await producer.stop()
+
+
+class Harness:
+    def __init__(self, consumer: EventConsumer) -> None:
+        self.consumer = consumer
+        self.task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Harness:
+        self.task = asyncio.create_task(self.consumer.run())
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self.task is not None
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+        await self.consumer.close()
+
+
+async def consumer_with(
+    databases: Databases, broker: LocalBroker, handler: object, **settings: object
+) -> EventConsumer:
+    db = Database(await databases.new("consumer"))
+    await upgrade(db, MIGRATIONS)
+    await ensure_topics(settings_for(ConsumerSettings, broker, db.url), [MEMBERS.name])
+    return EventConsumer(
+        db,
+        settings_for(ConsumerSettings, broker, db.url, **settings),
+        {"member.registered": handler},  # type: ignore[dict-item]
+    )
+
+
+async def test_the_same_event_delivered_twice_has_one_effect(
+    databases: Databases, broker: LocalBroker
+) -> None:
+    effects: Counter[str] = Counter()
+
+    async def count(session: AsyncSession, event: ConsumedEvent) -> None:
+        effects[event.data.member_id] += 1
+
+    consumer = await consumer_with(databases, broker, count)
+    event = envelope("m-1")
+    await produce(broker, event.to_json(), event.to_json(), envelope("m-2").to_json())
+    async with Harness(consumer):
+        await eventually(lambda: consumer.processed == 3)
+    assert effects == Counter({"m-1": 1, "m-2": 1})
+    await consumer.db.dispose()
+
+
+async def test_a_failed_handler_rolls_back_its_inbox_row_and_is_retried(
+    databases: Databases, broker: LocalBroker
+) -> None:
+    attempts: Counter[str] = Counter()
+
+    async def flaky(session: AsyncSession, event: ConsumedEvent) -> None:
+        attempts[event.id] += 1
+        if attempts[event.id] == 1:
+            raise RuntimeError("first attempt fails")
+
+    consumer = await consumer_with(databases, broker, flaky, consumer_max_attempts=3)
+    event = envelope("m-1")
+    await produce(broker, event.to_json())
+    async with Harness(consumer):
+        await eventually(lambda: consumer.processed == 1)
+    assert attempts[event.id] == 2
+    await consumer.db.dispose()
+
+
+async def test_poison_messages_go_to_the_dead_letter_topic_and_the_partition_moves_on(
+    databases: Databases, broker: LocalBroker
+) -> None:
+    handled: list[str] = []
+
+    async def handler(session: AsyncSession, event: ConsumedEvent) -> None:
+        if event.data.member_id == "always-fails":
+            raise ValueError("cannot handle this member")
+        handled.append(event.data.member_id)
+
+    consumer = await consumer_with(databases, broker, handler, consumer_max_attempts=2)
+    bad_shape = CloudEvent(source="/tests", type="member.registered", data={"nope": 1})
+    await produce(
+        broker,
+        b"this is not json",
+        bad_shape.to_json(),
+        envelope("always-fails").to_json(),
+        envelope("after-the-poison").to_json(),
+    )
+    async with Harness(consumer):
+        await eventually(lambda: handled == ["after-the-poison"])
+
+    dead = AIOKafkaConsumer(
+        dlq_topic("dedupe"),
+        bootstrap_servers=broker.bootstrap_servers,
+        auto_offset_reset="earliest",
+        group_id="dlq-reader",
+    )
+    await dead.start()
+    letters = []
+    try:
+        while len(letters) < 3:
+            batch = await dead.getmany(timeout_ms=5000)
+            assert batch, f"only {len(letters)} dead letters arrived"
+            letters += [r for records in batch.values() for r in records]
+    finally:
+        await dead.stop()
+    headers = [dict(letter.headers) for letter in letters]
+    kinds = [h["dlq-error-type"] for h in headers]
+    assert kinds == [b"PoisonMessage", b"PoisonMessage", b"ValueError"]
+    assert all(h["dlq-original-topic"] == MEMBERS.name.encode() for h in headers)
+    assert b"cannot handle this member" in headers[2]["dlq-error"]
+    assert letters[0].value == b"this is not json"
+    await consumer.db.dispose()
+
+
+async def test_replayed_dead_letters_are_processed_once_the_cause_is_fixed(
+    databases: Databases, broker: LocalBroker
+) -> None:
+    broken = True
+    handled: Counter[str] = Counter()
+
+    async def handler(session: AsyncSession, event: ConsumedEvent) -> None:
+        if broken:
+            raise ValueError("bug")
+        handled[event.data.member_id] += 1
+
+    consumer = await consumer_with(databases, broker, handler, consumer_max_attempts=1)
+    await produce(broker, envelope("m-1").to_json())
+    async with Harness(consumer):
+        await eventually(lambda: consumer.dead_lettered == 1)
+        broken = False
+        replayed = await replay_dead_letters(consumer.settings, "dedupe", idle_s=2.0)
+        assert replayed == 1
+        await eventually(lambda: handled["m-1"] == 1)
+    assert handled == Counter({"m-1": 1})
+    await consumer.db.dispose()

@@ -1,0 +1,136 @@
+"""Outbox -> relay -> Tansu -> consumer, with the real broker and real databases."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer
+from cloudevents.core.bindings.kafka import KafkaMessage, from_kafka
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent as SdkCloudEvent
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.broker import LocalBroker
+from shared.consumer import ConsumedEvent, EventConsumer
+from shared.db import Database, outbox_table
+from shared.events.contracts.members import MemberRegistered
+from shared.migrations import upgrade
+from shared.outbox import OutboxRelay, add_event
+from shared.settings import ServiceSettings
+from tests.conftest import Databases, eventually, settings_for
+
+MIGRATIONS = Path(__file__).parents[2] / "services" / "members" / "migrations"
+
+
+class ProducerSettings(ServiceSettings):
+    service_name = "producer"
+
+
+class ConsumerSettings(ServiceSettings):
+    service_name = "consumer"
+
+
+def registered(n: int) -> MemberRegistered:
+    return MemberRegistered(
+        member_id=f"m-{n}", nickname=f"fan {n}", channel="app", registered_at=datetime.now(UTC)
+    )
+
+
+async def migrated(url: str) -> Database:
+    db = Database(url)
+    await upgrade(db, MIGRATIONS)
+    return db
+
+
+async def write_events(db: Database, count: int, start: int = 0) -> list[str]:
+    ids = []
+    for n in range(start, start + count):
+        async with db.session() as session:
+            event = await add_event(session, registered(n), subject=f"m-{n}", source="/tests")
+            ids.append(event.id)
+    return ids
+
+
+async def test_event_written_in_a_transaction_reaches_a_consumer_once(
+    databases: Databases, broker: LocalBroker
+) -> None:
+    producer_db = await migrated(await databases.new("producer"))
+    consumer_db = await migrated(await databases.new("consumer"))
+    seen: Counter[str] = Counter()
+
+    async def on_registered(session: AsyncSession, event: ConsumedEvent) -> None:
+        assert isinstance(event.data, MemberRegistered)
+        seen[event.data.member_id] += 1
+
+    relay = OutboxRelay(producer_db, settings_for(ProducerSettings, broker, producer_db.url))
+    consumer = EventConsumer(
+        consumer_db,
+        settings_for(ConsumerSettings, broker, consumer_db.url),
+        {"member.registered": on_registered},
+    )
+    tasks = [asyncio.create_task(relay.run()), asyncio.create_task(consumer.run())]
+    try:
+        await write_events(producer_db, 25)
+        await eventually(lambda: len(seen) == 25)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await consumer.close()
+        await relay.close()
+    assert set(seen.values()) == {1}
+    async with producer_db.session() as session:
+        pending = await session.scalar(
+            select(func.count()).select_from(outbox_table).where(outbox_table.c.sent_at.is_(None))
+        )
+    assert pending == 0
+    await producer_db.dispose()
+    await consumer_db.dispose()
+
+
+async def test_rolled_back_transaction_publishes_nothing(databases: Databases) -> None:
+    db = await migrated(await databases.new("producer"))
+    try:
+        async with db.session() as session:
+            await add_event(session, registered(1), subject="m-1", source="/tests")
+            raise RuntimeError("the state change failed")
+    except RuntimeError:
+        pass
+    async with db.session() as session:
+        assert await session.scalar(select(func.count()).select_from(outbox_table)) == 0
+    await db.dispose()
+
+
+async def test_published_message_is_a_cloudevent_the_official_sdk_parses(
+    databases: Databases, broker: LocalBroker
+) -> None:
+    db = await migrated(await databases.new("producer"))
+    relay = OutboxRelay(db, settings_for(ProducerSettings, broker, db.url))
+    [event_id] = await write_events(db, 1)
+    assert await relay.publish_batch() == 1
+    await relay.close()
+    consumer = AIOKafkaConsumer(
+        "community.members.v1",
+        bootstrap_servers=broker.bootstrap_servers,
+        auto_offset_reset="earliest",
+        group_id="sdk-check",
+    )
+    await consumer.start()
+    try:
+        record = await consumer.getone()
+    finally:
+        await consumer.stop()
+    assert record.key == b"m-0"
+    message = KafkaMessage(headers=dict(record.headers), key=record.key, value=record.value)
+    parsed = from_kafka(message, JSONFormat(), SdkCloudEvent)
+    assert parsed.get_id() == event_id
+    assert parsed.get_type() == "member.registered"
+    assert parsed.get_source() == "/tests"
+    assert parsed.get_subject() == "m-0"
+    assert parsed.get_extension("schemaversion") == 1
+    assert parsed.get_data()["member_id"] == "m-0"
+    await db.dispose()
