@@ -261,7 +261,9 @@ async def run_raw(settings: ServiceSettings, n: int, run_id: str) -> dict[str, A
         await asyncio.gather(*futures)
         produced_at = time.perf_counter()
         waiter = asyncio.create_task(all_in.wait())
-        done, _ = await asyncio.wait({waiter, consume_task}, timeout=60)
+        done, _ = await asyncio.wait(
+            {waiter, consume_task}, timeout=60, return_when=asyncio.FIRST_COMPLETED
+        )
         if waiter not in done:
             waiter.cancel()
             if consume_task in done:
@@ -359,7 +361,7 @@ async def wait_phase(phase: Phase, timeout_s: float, *watched: asyncio.Task[Any]
     waiter = asyncio.create_task(phase.done.wait())
     try:
         done, _ = await asyncio.wait(
-            {waiter, *watched}, timeout=timeout_s, return_when="FIRST_COMPLETED"
+            {waiter, *watched}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
         )
         for task in watched:
             if task in done:
@@ -635,7 +637,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--bootstrap", metavar="SERVERS", help="use this broker, not a LocalBroker")
     parser.add_argument("--relay-poll", type=float, default=0.05, help="relay_poll_interval_s")
-    parser.add_argument("--phase-timeout", type=float, default=60.0, help="seconds per phase")
+    parser.add_argument("--phase-timeout", type=float, default=50.0, help="seconds per phase")
     parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
     args = parser.parse_args(argv)
     if args.events < 1 or args.latency_events < 1 or args.batch < 1 or args.latency_rate <= 0:

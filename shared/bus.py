@@ -26,7 +26,7 @@ def new_producer(settings: ServiceSettings, *, client_id: str) -> AIOKafkaProduc
         acks="all",
         enable_idempotence=settings.kafka_enable_idempotence,
         linger_ms=5,
-        request_timeout_ms=15000,
+        request_timeout_ms=10000,
         retry_backoff_ms=200,
     )
 
@@ -46,6 +46,16 @@ async def ensure_topics(
                 raise KafkaError(f"creating topic {name} failed: {code} {message}")
     finally:
         await admin.close()
+
+
+def really_cancelled() -> bool:
+    """True when our own task is being cancelled, not one of aiokafka's internal futures.
+
+    aiokafka lets an internal ``CancelledError`` escape when its coordinator dies;
+    a loop that took that for its own cancellation would stop for good.
+    """
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 async def broker_reachable(bootstrap_servers: str, timeout_s: float = 1.0) -> bool:

@@ -25,7 +25,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.bus import broker_reachable, new_producer
+from shared.bus import broker_reachable, ensure_topics, new_producer, really_cancelled
 from shared.db import Database, inbox_table, utcnow
 from shared.events.envelope import CloudEvent
 from shared.events.registry import EventData, lookup
@@ -123,16 +123,22 @@ class EventConsumer:
             return
         failures = 0
         while True:
+            error: BaseException | None = None
             try:
                 await self._start()
                 failures = 0
                 await self._loop()
-            except asyncio.CancelledError:
-                raise
+            except asyncio.CancelledError as exc:
+                if really_cancelled():
+                    raise
+                # aiokafka cancels its own internals when the coordinator dies; retry.
+                error = exc
             except Exception as exc:
+                error = exc
+            if error is not None:
                 failures += 1
                 delay = min(10.0, 0.25 * 2 ** min(failures, 6))
-                log.warning("consumer %s: %r; restarting in %.2fs", self.group, exc, delay)
+                log.warning("consumer %s: %r; restarting in %.2fs", self.group, error, delay)
                 await self._stop()
                 await asyncio.sleep(delay)
 
@@ -140,6 +146,8 @@ class EventConsumer:
         await self._stop()
 
     async def _start(self) -> None:
+        # Subscribing must not auto-create a topic with the broker's default partitions.
+        await ensure_topics(self.settings, self.topics)
         consumer = AIOKafkaConsumer(
             *self.topics,
             bootstrap_servers=self.settings.kafka_bootstrap_servers,
@@ -163,8 +171,10 @@ class EventConsumer:
         producer, self._dlq_producer = self._dlq_producer, None
         for client in (consumer, producer):
             if client is not None:
-                with contextlib.suppress(Exception):
+                with contextlib.suppress(Exception, asyncio.CancelledError):
                     await asyncio.wait_for(client.stop(), 5)
+        if really_cancelled():
+            raise asyncio.CancelledError
 
     async def _loop(self) -> None:
         assert self._consumer is not None

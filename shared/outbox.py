@@ -18,13 +18,15 @@ from datetime import timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.bus import new_producer
+from shared.bus import broker_reachable, ensure_topics, new_producer, really_cancelled
 from shared.db import Database, outbox_table, utcnow
 from shared.events.envelope import CONTENT_TYPE, CloudEvent
 from shared.events.registry import EventData, spec_of
+from shared.events.topics import DOMAIN_TOPICS
 from shared.observability import (
     OUTBOX_LAG,
     OUTBOX_PENDING,
@@ -91,15 +93,21 @@ class OutboxRelay:
 
     async def run(self) -> None:
         while True:
+            error: BaseException | None = None
+            published = 0
             try:
                 published = await self.publish_batch()
-            except asyncio.CancelledError:
-                raise
+            except asyncio.CancelledError as exc:
+                if really_cancelled():
+                    raise
+                error = exc
             except Exception as exc:
+                error = exc
+            if error is not None:
                 self._failures += 1
                 OUTBOX_SEND_ERRORS.labels(self.service).inc()
                 delay = min(self.settings.relay_max_backoff_s, 0.25 * 2 ** min(self._failures, 8))
-                log.warning("outbox relay: publish failed, retrying in %.2fs: %r", delay, exc)
+                log.warning("outbox relay: publish failed, retrying in %.2fs: %r", delay, error)
                 await self._reset_producer()
                 await asyncio.sleep(delay)
                 continue
@@ -112,6 +120,10 @@ class OutboxRelay:
 
     async def publish_batch(self) -> int:
         """Publish up to one batch of pending events; returns how many were marked sent."""
+        if not await broker_reachable(self.settings.kafka_bootstrap_servers):
+            # Dropping the producer while the broker is away means the next one starts
+            # from fresh metadata and re-creates lost topics before it sends.
+            raise KafkaConnectionError("broker unreachable")
         async with self.db.session() as session:
             if not self.db.is_sqlite:
                 locked = await session.scalar(
@@ -196,6 +208,10 @@ class OutboxRelay:
 
     async def _ensure_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
+            # Before the first send of a (new) producer, so that a broker that lost its
+            # topics (a restarted memory broker) gets them back with their partition
+            # counts instead of auto-created ones that would re-shuffle keys.
+            await ensure_topics(self.settings, [t.name for t in DOMAIN_TOPICS])
             producer = new_producer(self.settings, client_id=f"{self.service}-relay")
             try:
                 await producer.start()

@@ -59,7 +59,7 @@ class ServiceSettings(BaseSettings):
     database_url: str = ""
     relay_poll_interval_s: float = 0.5
     relay_batch_size: int = 500
-    relay_max_backoff_s: float = 10.0
+    relay_max_backoff_s: float = 5.0
     consumer_max_attempts: int = 3
     consumer_retry_backoff_s: float = 0.2
     idempotency_ttl_h: int = 24
