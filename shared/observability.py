@@ -121,11 +121,13 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [
-                    *message["headers"],
-                    (REQUEST_ID_HEADER.encode(), request_id.encode()),
+                # Replace, not add: a proxied response already carries the same id.
+                headers = [
+                    (k, v)
+                    for k, v in message.get("headers", [])
+                    if k.lower() != REQUEST_ID_HEADER.encode()
                 ]
+                message["headers"] = [*headers, (REQUEST_ID_HEADER.encode(), request_id.encode())]
             await send(message)
 
         try:

@@ -1,0 +1,97 @@
+"""The whole platform as processes, through the gateway, on a real broker (what `make run` runs)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shared.broker import free_port
+from shared.runner import Platform
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    data = tmp_path_factory.mktemp("platform")
+    with Platform(data, gateway_port=free_port(), free_ports=True) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def client(platform: Platform) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=platform.gateway_url, timeout=10) as http:
+        yield http
+
+
+@pytest.fixture(scope="module")
+def operator(client: httpx.Client) -> dict[str, str]:
+    response = client.post("/v1/auth/token", data={"username": "admin", "password": "admin"})
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def test_every_service_is_ready_and_keeps_its_data_under_the_data_folder(
+    platform: Platform, client: httpx.Client
+) -> None:
+    assert client.get("/readyz").status_code == 200
+    files = {p.name for p in Path(platform.data_dir).glob("*.db")}
+    assert files == {f"{s}.db" for s in platform.ports}
+
+
+def test_merged_openapi_lists_every_service_route(client: httpx.Client) -> None:
+    doc = client.get("/openapi.json").json()
+    assert {"/v1/members", "/v1/metrics/overview", "/v1/auth/token", "/v1/api-keys"} <= set(
+        doc["paths"]
+    )
+    assert "x-unavailable-services" not in doc["info"]
+    assert client.get("/docs").status_code == 200
+
+
+def test_a_registration_through_the_gateway_reaches_the_overview(
+    client: httpx.Client, operator: dict[str, str]
+) -> None:
+    before = client.get("/v1/metrics/overview", headers=operator)
+    assert before.status_code == 200, before.text
+    registered = client.post(
+        "/v1/members",
+        json={"nickname": "Mei", "channel": "weibo"},
+        headers={"X-Request-ID": "e2e-1"},
+    )
+    assert registered.status_code == 201, registered.text
+    assert registered.headers["x-request-id"] == "e2e-1"
+    expected = before.json()["members"]["total"] + 1
+    deadline = time.monotonic() + 60
+    total = None
+    while time.monotonic() < deadline:
+        total = client.get("/v1/metrics/overview", headers=operator).json()["members"]["total"]
+        if total == expected:
+            break
+        time.sleep(0.2)
+    assert total == expected
+
+
+def test_members_get_403_on_operator_metrics(client: httpx.Client) -> None:
+    member = client.post("/v1/members", json={"nickname": "Lin"}).json()
+    from shared.auth import Principal, Role, TokenCodec
+    from shared.settings import LOCAL_JWT_SECRET
+
+    token = TokenCodec(LOCAL_JWT_SECRET).issue(Principal(member["id"], Role.MEMBER))
+    response = client.get("/v1/metrics/overview", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 403
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_a_killed_service_gives_503_quickly_and_recovers(
+    platform: Platform, client: httpx.Client
+) -> None:
+    platform.stop_service("members")
+    started = time.monotonic()
+    response = client.post("/v1/members", json={"nickname": "Zoe"})
+    assert response.status_code == 503
+    assert time.monotonic() - started < 5
+    platform.start_service("members")
+    platform.wait_ready(60, ("members",))
+    assert client.post("/v1/members", json={"nickname": "Zoe"}).status_code == 201
