@@ -36,6 +36,7 @@ from shared.settings import ServiceSettings
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_INTERVAL_S = 300.0
+SHUTDOWN_WAIT_S = 10.0
 OUTBOX_RETENTION = timedelta(days=3)
 
 LifecycleHook = Callable[["ServiceRuntime"], Awaitable[None]]
@@ -138,7 +139,11 @@ def create_service_app(
         finally:
             for task in runtime.tasks:
                 task.cancel()
-            await asyncio.gather(*runtime.tasks, return_exceptions=True)
+            if runtime.tasks:
+                # Bounded: a library that ignores cancellation must not hold up shutdown.
+                _, stuck = await asyncio.wait(runtime.tasks, timeout=SHUTDOWN_WAIT_S)
+                for task in stuck:
+                    log.warning("background task %s did not stop in time", task.get_name())
             runtime.tasks.clear()
             for hook in shutdown_hooks:
                 await hook(runtime)

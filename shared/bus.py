@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -58,16 +59,50 @@ def really_cancelled() -> bool:
     return task is not None and task.cancelling() > 0
 
 
+async def _probe(server: str, timeout_s: float) -> str:
+    host, _, port = server.strip().rpartition(":")
+    try:
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(host.strip("[]"), int(port)), timeout_s
+        )
+    except TimeoutError:
+        return "timeout"
+    except (OSError, ValueError):
+        return "refused"
+    writer.close()
+    return "open"
+
+
 async def broker_reachable(bootstrap_servers: str, timeout_s: float = 1.0) -> bool:
-    """True when one bootstrap server accepts a TCP connection."""
+    """True when one bootstrap server accepts a TCP connection (for readiness)."""
     for server in bootstrap_servers.split(","):
-        host, _, port = server.strip().rpartition(":")
-        try:
-            _, writer = await asyncio.wait_for(
-                asyncio.open_connection(host.strip("[]"), int(port)), timeout_s
-            )
-        except (OSError, TimeoutError, ValueError):
-            continue
-        writer.close()
-        return True
+        if await _probe(server, timeout_s) == "open":
+            return True
     return False
+
+
+async def broker_down(bootstrap_servers: str, timeout_s: float = 2.0) -> bool:
+    """True only when every bootstrap server refuses connections.
+
+    A slow answer is not "down": on a loaded machine that would rebuild healthy
+    clients for nothing. A refused connection is what a stopped broker gives.
+    """
+    for server in bootstrap_servers.split(","):
+        if await _probe(server, timeout_s) != "refused":
+            return False
+    return True
+
+
+async def stop_quietly(*clients: Any, timeout_s: float = 5.0) -> None:
+    """Stop Kafka clients without ever hanging the caller.
+
+    Unlike ``wait_for``, cancelling the caller does not wait for a ``stop()``
+    that ignores cancellation: the stops go on in the background.
+    """
+    tasks = {asyncio.ensure_future(c.stop()) for c in clients if c is not None}
+    if not tasks:
+        return
+    done, _ = await asyncio.wait(tasks, timeout=timeout_s)
+    for task in done:
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("kafka client stop failed: %r", task.exception())

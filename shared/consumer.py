@@ -10,7 +10,6 @@ topic with the error attached, and the partition moves on.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -25,12 +24,19 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.bus import broker_reachable, ensure_topics, new_producer, really_cancelled
+from shared.bus import broker_down, ensure_topics, new_producer, really_cancelled, stop_quietly
 from shared.db import Database, inbox_table, utcnow
 from shared.events.envelope import CloudEvent
 from shared.events.registry import EventData, lookup
 from shared.events.topics import dlq_topic
-from shared.observability import CONSUMED, CONSUMER_LAG, DLQ_MESSAGES, event_id_var
+from shared.observability import (
+    CONSUMED,
+    CONSUMER_LAG,
+    DLQ_MESSAGES,
+    event_id_var,
+    new_traceparent,
+    traceparent_var,
+)
 from shared.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -161,20 +167,14 @@ class EventConsumer:
         try:
             await consumer.start()
         except BaseException:
-            with contextlib.suppress(Exception):
-                await consumer.stop()
+            await stop_quietly(consumer)
             raise
         self._consumer = consumer
 
     async def _stop(self) -> None:
         consumer, self._consumer = self._consumer, None
         producer, self._dlq_producer = self._dlq_producer, None
-        for client in (consumer, producer):
-            if client is not None:
-                with contextlib.suppress(Exception, asyncio.CancelledError):
-                    await asyncio.wait_for(client.stop(), 5)
-        if really_cancelled():
-            raise asyncio.CancelledError
+        await stop_quietly(consumer, producer)
 
     async def _loop(self) -> None:
         assert self._consumer is not None
@@ -187,7 +187,7 @@ class EventConsumer:
                 # A consumer that lost its broker is rebuilt so it re-reads committed
                 # offsets: a restarted memory broker (Tansu) has none and starts over
                 # from the earliest offset; the inbox makes the re-read harmless.
-                if not await broker_reachable(self.settings.kafka_bootstrap_servers):
+                if await broker_down(self.settings.kafka_bootstrap_servers):
                     raise KafkaError("broker unreachable")
             batches = await consumer.getmany(timeout_ms=500, max_records=500)
             for tp, records in batches.items():
@@ -218,9 +218,12 @@ class EventConsumer:
             return
         event = ConsumedEvent(envelope, data, record.topic, record.partition, record.offset)
         token = event_id_var.set(envelope.id)
+        # Events a handler emits continue the trace of the event that caused them.
+        trace_token = traceparent_var.set(new_traceparent(envelope.traceparent))
         try:
             await self._apply_with_retries(handler, event, record)
         finally:
+            traceparent_var.reset(trace_token)
             event_id_var.reset(token)
 
     async def _apply_with_retries(
@@ -288,10 +291,8 @@ class EventConsumer:
             except KafkaError as exc:
                 failures += 1
                 log.warning("consumer %s: dead-letter send failed: %r", self.group, exc)
-                if self._dlq_producer is not None:
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(self._dlq_producer.stop(), 5)
-                    self._dlq_producer = None
+                producer, self._dlq_producer = self._dlq_producer, None
+                await stop_quietly(producer)
                 await asyncio.sleep(min(10.0, 0.25 * 2 ** min(failures, 6)))
         DLQ_MESSAGES.labels(self.group, record.topic).inc()
         self.dead_lettered += 1

@@ -22,7 +22,13 @@ from aiokafka.errors import KafkaConnectionError
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.bus import broker_reachable, ensure_topics, new_producer, really_cancelled
+from shared.bus import (
+    broker_down,
+    ensure_topics,
+    new_producer,
+    really_cancelled,
+    stop_quietly,
+)
 from shared.db import Database, outbox_table, utcnow
 from shared.events.envelope import CONTENT_TYPE, CloudEvent
 from shared.events.registry import EventData, spec_of
@@ -120,7 +126,7 @@ class OutboxRelay:
 
     async def publish_batch(self) -> int:
         """Publish up to one batch of pending events; returns how many were marked sent."""
-        if not await broker_reachable(self.settings.kafka_bootstrap_servers):
+        if await broker_down(self.settings.kafka_bootstrap_servers):
             # Dropping the producer while the broker is away means the next one starts
             # from fresh metadata and re-creates lost topics before it sends.
             raise KafkaConnectionError("broker unreachable")
@@ -216,17 +222,14 @@ class OutboxRelay:
             try:
                 await producer.start()
             except BaseException:
-                with contextlib.suppress(Exception):
-                    await producer.stop()
+                await stop_quietly(producer)
                 raise
             self._producer = producer
         return self._producer
 
     async def _reset_producer(self) -> None:
         producer, self._producer = self._producer, None
-        if producer is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(producer.stop(), 5)
+        await stop_quietly(producer)
 
     async def close(self) -> None:
         await self._reset_producer()

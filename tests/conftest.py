@@ -62,18 +62,22 @@ def broker(tmp_path: Path) -> Iterator[LocalBroker]:
         yield running
 
 
-async def _create_pg_database(name: str) -> None:
+async def create_pg_database(name: str) -> None:
     engine = create_async_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     async with engine.connect() as conn:
         await conn.execute(text(f'CREATE DATABASE "{name}"'))
     await engine.dispose()
 
 
-async def _drop_pg_database(name: str) -> None:
+async def drop_pg_database(name: str) -> None:
     engine = create_async_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     async with engine.connect() as conn:
         await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     await engine.dispose()
+
+
+def pg_url(name: str) -> str:
+    return f"postgresql+asyncpg://postgres@{PG_HOST}:{PG_PORT}/{name}"
 
 
 class Databases:
@@ -88,13 +92,13 @@ class Databases:
         if self.lane == "sqlite":
             return f"sqlite+aiosqlite:///{self.tmp / f'{label}-{uuid.uuid4().hex[:8]}.db'}"
         name = f"t_{label}_{uuid.uuid4().hex[:10]}"
-        await _create_pg_database(name)
+        await create_pg_database(name)
         self._created.append(name)
-        return f"postgresql+asyncpg://postgres@{PG_HOST}:{PG_PORT}/{name}"
+        return pg_url(name)
 
     async def drop_all(self) -> None:
         for name in self._created:
-            await _drop_pg_database(name)
+            await drop_pg_database(name)
         self._created.clear()
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,13 +13,28 @@ import pytest
 
 from shared.broker import free_port
 from shared.runner import Platform
+from shared.settings import SERVICE_PORTS
+from tests.conftest import create_pg_database, drop_pg_database, pg_url
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+def platform(db_lane: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """On the PostgreSQL lane every service gets a fresh database of its own."""
     data = tmp_path_factory.mktemp("platform")
-    with Platform(data, gateway_port=free_port(), free_ports=True) as running:
-        yield running
+    env: dict[str, str] = {}
+    names = [f"t_e2e_{service}_{uuid.uuid4().hex[:8]}" for service in SERVICE_PORTS]
+    if db_lane == "postgresql":
+        for service, name in zip(SERVICE_PORTS, names, strict=True):
+            asyncio.run(create_pg_database(name))
+            env[f"{service.upper()}_DATABASE_URL"] = pg_url(name)
+    try:
+        with Platform(data, gateway_port=free_port(), free_ports=True, env=env) as running:
+            running.lane = db_lane  # type: ignore[attr-defined]
+            yield running
+    finally:
+        if env:
+            for name in names:
+                asyncio.run(drop_pg_database(name))
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +54,11 @@ def test_every_service_is_ready_and_keeps_its_data_under_the_data_folder(
     platform: Platform, client: httpx.Client
 ) -> None:
     assert client.get("/readyz").status_code == 200
+    for service in platform.ports:
+        assert httpx.get(f"{platform.url(service)}/readyz").json()["status"] == "ready"
     files = {p.name for p in Path(platform.data_dir).glob("*.db")}
-    assert files == {f"{s}.db" for s in platform.ports}
+    on_sqlite = platform.lane == "sqlite"  # type: ignore[attr-defined]
+    assert files == ({f"{s}.db" for s in platform.ports} if on_sqlite else set())
 
 
 def test_merged_openapi_lists_every_service_route(client: httpx.Client) -> None:
