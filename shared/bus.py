@@ -16,6 +16,8 @@ from shared.settings import ServiceSettings
 log = logging.getLogger(__name__)
 
 TOPIC_ALREADY_EXISTS = 36
+# How often relay and consumers check that the broker is still there.
+BROKER_PROBE_INTERVAL_S = 1.0
 
 
 def new_producer(settings: ServiceSettings, *, client_id: str) -> AIOKafkaProducer:

@@ -10,9 +10,10 @@ topic with the error attached, and the partition moves on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +25,14 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.bus import broker_down, ensure_topics, new_producer, really_cancelled, stop_quietly
+from shared.bus import (
+    BROKER_PROBE_INTERVAL_S,
+    broker_down,
+    ensure_topics,
+    new_producer,
+    really_cancelled,
+    stop_quietly,
+)
 from shared.db import Database, inbox_table, utcnow
 from shared.events.envelope import CloudEvent
 from shared.events.registry import EventData, lookup
@@ -42,7 +50,6 @@ from shared.settings import ServiceSettings
 log = logging.getLogger(__name__)
 
 DLQ_HEADER_PREFIX = "dlq-"
-BROKER_PROBE_INTERVAL_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -85,6 +92,40 @@ async def claim_in_inbox(session: AsyncSession, consumer: str, event_id: str, ty
     )
     result = await session.execute(stmt)
     return bool(getattr(result, "rowcount", 0) == 1)
+
+
+async def claim_many_in_inbox(
+    session: AsyncSession, consumer: str, events: list[tuple[str, str]]
+) -> set[str]:
+    """Record many events as processed in one statement; returns the ids not seen before."""
+    unique = dict(events)
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    now = utcnow()
+    stmt = (
+        insert(inbox_table)
+        .values(
+            [
+                {"consumer": consumer, "event_id": event_id, "type": type_, "processed_at": now}
+                for event_id, type_ in unique.items()
+            ]
+        )
+        .on_conflict_do_nothing(index_elements=["consumer", "event_id"])
+        .returning(inbox_table.c.event_id)
+    )
+    return set((await session.execute(stmt)).scalars())
+
+
+@contextlib.contextmanager
+def event_context(envelope: CloudEvent) -> Iterator[None]:
+    """Logs name the event; events a handler emits continue the trace of this one."""
+    event_token = event_id_var.set(envelope.id)
+    trace_token = traceparent_var.set(new_traceparent(envelope.traceparent))
+    try:
+        yield
+    finally:
+        traceparent_var.reset(trace_token)
+        event_id_var.reset(event_token)
 
 
 def parse_envelope(record: ConsumerRecord[bytes, bytes]) -> CloudEvent:
@@ -163,6 +204,9 @@ class EventConsumer:
             auto_offset_reset="earliest",
             max_poll_records=500,
             metadata_max_age_ms=5000,
+            # Tansu does not answer a parked fetch when data arrives, so the wait
+            # is the floor of end-to-end latency; on Kafka it costs idle fetches.
+            fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms,
         )
         try:
             await consumer.start()
@@ -191,8 +235,7 @@ class EventConsumer:
                     raise KafkaError("broker unreachable")
             batches = await consumer.getmany(timeout_ms=500, max_records=500)
             for tp, records in batches.items():
-                for record in records:
-                    await self.handle(record)
+                await self.handle_batch(records)
                 try:
                     await consumer.commit({tp: records[-1].offset + 1})
                 except CommitFailedError as exc:
@@ -203,6 +246,60 @@ class EventConsumer:
                     CONSUMER_LAG.labels(self.group, tp.topic, str(tp.partition)).set(
                         max(0, highwater - records[-1].offset - 1)
                     )
+
+    async def handle_batch(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        """Apply one partition's records in one transaction, or fall back to one by one.
+
+        The fast path claims every event id in one inbox insert and runs the
+        handlers in order in the same transaction. Any poison message or
+        handler error rolls the whole batch back and replays it record by
+        record, where retries and dead-lettering are exact.
+        """
+        if len(records) == 1:
+            await self.handle(records[0])
+            return
+        events: list[tuple[Handler, ConsumedEvent]] = []
+        try:
+            for record in records:
+                envelope = parse_envelope(record)
+                handler = self.subscriptions.get(envelope.type)
+                if handler is not None:
+                    data = parse_data(envelope)
+                    event = ConsumedEvent(
+                        envelope, data, record.topic, record.partition, record.offset
+                    )
+                    events.append((handler, event))
+        except PoisonMessage:
+            await self._one_by_one(records)
+            return
+        if not events:
+            return
+        try:
+            applied = await self._apply_many(events)
+        except Exception as exc:
+            log.info("consumer %s: batch failed (%r); applying one by one", self.group, exc)
+            await self._one_by_one(records)
+            return
+        for _, event in events:
+            outcome = "applied" if event.id in applied else "duplicate"
+            CONSUMED.labels(self.group, event.envelope.type, outcome).inc()
+        self.processed += len(events)
+
+    async def _one_by_one(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        for record in records:
+            await self.handle(record)
+
+    async def _apply_many(self, events: list[tuple[Handler, ConsumedEvent]]) -> set[str]:
+        async with self.db.session() as session:
+            claims = [(event.id, event.envelope.type) for _, event in events]
+            pending = await claim_many_in_inbox(session, self.group, claims)
+            applied = set(pending)
+            for handler, event in events:
+                if event.id in pending:
+                    pending.discard(event.id)  # the same event twice in a batch applies once
+                    with event_context(event.envelope):
+                        await handler(session, event)
+        return applied
 
     async def handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
         """Apply one record exactly once in effect, or dead-letter it."""
@@ -217,14 +314,8 @@ class EventConsumer:
             await self._dead_letter(record, exc)
             return
         event = ConsumedEvent(envelope, data, record.topic, record.partition, record.offset)
-        token = event_id_var.set(envelope.id)
-        # Events a handler emits continue the trace of the event that caused them.
-        trace_token = traceparent_var.set(new_traceparent(envelope.traceparent))
-        try:
+        with event_context(envelope):
             await self._apply_with_retries(handler, event, record)
-        finally:
-            traceparent_var.reset(trace_token)
-            event_id_var.reset(token)
 
     async def _apply_with_retries(
         self, handler: Handler, event: ConsumedEvent, record: ConsumerRecord[bytes, bytes]

@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -23,6 +24,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.bus import (
+    BROKER_PROBE_INTERVAL_S,
     broker_down,
     ensure_topics,
     new_producer,
@@ -49,32 +51,47 @@ async def add_event(
     session: AsyncSession, data: EventData, *, subject: str, source: str
 ) -> CloudEvent:
     """Record ``data`` as a CloudEvent in the outbox, inside the caller's transaction."""
-    spec = spec_of(data)
-    event = CloudEvent(
-        source=source,
-        type=spec.name,
-        subject=subject,
-        schemaversion=spec.version,
-        partitionkey=subject,
-        traceparent=traceparent_var.get(),
-        data=data.model_dump(mode="json"),
-    )
-    headers = {"content-type": CONTENT_TYPE}
-    if event.traceparent:
-        headers["traceparent"] = event.traceparent
-    await session.execute(
-        insert(outbox_table).values(
-            event_id=event.id,
-            topic=spec.topic.name,
-            key=subject,
-            type=spec.name,
-            payload=event.to_json().decode(),
-            headers=headers,
-            created_at=event.time,
-        )
-    )
-    session.info["outbox_dirty"] = True
+    [event] = await add_events(session, [(data, subject)], source=source)
     return event
+
+
+async def add_events(
+    session: AsyncSession, items: Iterable[tuple[EventData, str]], *, source: str
+) -> list[CloudEvent]:
+    """Record many ``(data, subject)`` events in one statement (bulk imports, settlements)."""
+    traceparent = traceparent_var.get()
+    headers = {"content-type": CONTENT_TYPE}
+    if traceparent:
+        headers["traceparent"] = traceparent
+    events: list[CloudEvent] = []
+    rows: list[dict[str, object]] = []
+    for data, subject in items:
+        spec = spec_of(data)
+        event = CloudEvent(
+            source=source,
+            type=spec.name,
+            subject=subject,
+            schemaversion=spec.version,
+            partitionkey=subject,
+            traceparent=traceparent,
+            data=data.model_dump(mode="json"),
+        )
+        events.append(event)
+        rows.append(
+            {
+                "event_id": event.id,
+                "topic": spec.topic.name,
+                "key": subject,
+                "type": spec.name,
+                "payload": event.to_json().decode(),
+                "headers": headers,
+                "created_at": event.time,
+            }
+        )
+    if rows:
+        await session.execute(insert(outbox_table), rows)
+        session.info["outbox_dirty"] = True
+    return events
 
 
 class OutboxRelay:
@@ -92,6 +109,7 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
         self._failures = 0
+        self._probed_at = 0.0
         db.on_commit(self._wake.set)
 
     def wake(self) -> None:
@@ -101,6 +119,8 @@ class OutboxRelay:
         while True:
             error: BaseException | None = None
             published = 0
+            # Cleared before publishing: a commit during the publish wakes the next round.
+            self._wake.clear()
             try:
                 published = await self.publish_batch()
             except asyncio.CancelledError as exc:
@@ -120,13 +140,18 @@ class OutboxRelay:
             self._failures = 0
             if published >= self.settings.relay_batch_size:
                 continue
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.settings.relay_poll_interval_s)
 
     async def publish_batch(self) -> int:
         """Publish up to one batch of pending events; returns how many were marked sent."""
-        if await broker_down(self.settings.kafka_bootstrap_servers):
+        now = time.monotonic()
+        if now - self._probed_at > BROKER_PROBE_INTERVAL_S:
+            self._probed_at = now
+            broker_gone = await broker_down(self.settings.kafka_bootstrap_servers)
+        else:
+            broker_gone = False
+        if broker_gone:
             # Dropping the producer while the broker is away means the next one starts
             # from fresh metadata and re-creates lost topics before it sends.
             raise KafkaConnectionError("broker unreachable")

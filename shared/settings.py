@@ -61,6 +61,7 @@ class ServiceSettings(BaseSettings):
     relay_batch_size: int = 500
     relay_max_backoff_s: float = 5.0
     consumer_max_attempts: int = 3
+    consumer_fetch_max_wait_ms: int = 50
     consumer_retry_backoff_s: float = 0.2
     idempotency_ttl_h: int = 24
 

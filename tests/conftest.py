@@ -109,6 +109,17 @@ async def databases(db_lane: str, tmp_path: Path) -> AsyncIterator[Databases]:
     await dbs.drop_all()
 
 
+@pytest.fixture(params=[lane for lane in LANES if lane == "postgresql"])
+async def pg_databases(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Databases]:
+    """For behaviour only PostgreSQL has (several replicas on one database).
+
+    Generated only when the PostgreSQL lane exists, which CI guarantees.
+    """
+    dbs = Databases(request.param, tmp_path)
+    yield dbs
+    await dbs.drop_all()
+
+
 def settings_for(
     cls: type[ServiceSettings], broker: LocalBroker, database_url: str, **overrides: Any
 ) -> Any:

@@ -93,6 +93,27 @@ def test_a_registration_through_the_gateway_reaches_the_overview(
     assert total == expected
 
 
+def test_services_expose_outbox_and_consumer_metrics(
+    platform: Platform, client: httpx.Client
+) -> None:
+    assert client.post("/v1/members", json={"nickname": "Metrics"}).status_code == 201
+    members = httpx.get(f"{platform.url('members')}/metrics").text
+    assert 'outbox_lag_seconds{service="members"}' in members
+    assert 'http_request_duration_seconds_count{method="POST",route="/v1/members"' in members
+
+    def applied() -> float:
+        text = httpx.get(f"{platform.url('analytics')}/metrics").text
+        for line in text.splitlines():
+            if line.startswith("consumer_events_total{") and 'outcome="applied"' in line:
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    deadline = time.monotonic() + 30
+    while applied() < 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert applied() >= 1
+
+
 def test_members_get_403_on_operator_metrics(client: httpx.Client) -> None:
     member = client.post("/v1/members", json={"nickname": "Lin"}).json()
     from shared.auth import Principal, Role, TokenCodec

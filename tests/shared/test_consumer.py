@@ -10,6 +10,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.analytics.repository import GrowthRepository
 from shared.broker import LocalBroker
 from shared.bus import ensure_topics
 from shared.consumer import ConsumedEvent, EventConsumer, replay_dead_letters
@@ -177,4 +178,28 @@ async def test_replayed_dead_letters_are_processed_once_the_cause_is_fixed(
         assert replayed == 1
         await eventually(lambda: handled["m-1"] == 1)
     assert handled == Counter({"m-1": 1})
+    await consumer.db.dispose()
+
+
+async def test_a_failure_inside_a_batch_applies_every_event_exactly_once(
+    databases: Databases, broker: LocalBroker
+) -> None:
+    failed_once: set[str] = set()
+
+    async def count_in_db(session: AsyncSession, event: ConsumedEvent) -> None:
+        await GrowthRepository(session).count_registration(event.data.registered_at.date())
+        if event.data.member_id == "m-3" and "m-3" not in failed_once:
+            failed_once.add("m-3")
+            raise RuntimeError("fails once, after writing")
+
+    consumer = await consumer_with(databases, broker, count_in_db, consumer_max_attempts=3)
+    events = [envelope(f"m-{n}") for n in range(6)]
+    await produce(broker, *(e.to_json() for e in events), events[0].to_json())
+    async with Harness(consumer):
+        await eventually(lambda: consumer.processed >= 7)
+
+    async with consumer.db.session() as session:
+        counted = await GrowthRepository(session).registered_between(None, None)
+    assert counted == 6
+    assert failed_once == {"m-3"}
     await consumer.db.dispose()

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
 from cloudevents.core.bindings.kafka import KafkaMessage, from_kafka
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent as SdkCloudEvent
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.broker import LocalBroker
 from shared.consumer import ConsumedEvent, EventConsumer
 from shared.db import Database, outbox_table
 from shared.events.contracts.members import MemberRegistered
+from shared.events.envelope import CloudEvent
 from shared.migrations import upgrade
 from shared.outbox import OutboxRelay, add_event
 from shared.settings import ServiceSettings
@@ -134,3 +135,75 @@ async def test_published_message_is_a_cloudevent_the_official_sdk_parses(
     assert parsed.get_extension("schemaversion") == 1
     assert parsed.get_data()["member_id"] == "m-0"
     await db.dispose()
+
+
+async def test_two_relays_on_one_postgres_database_publish_each_event_once(
+    pg_databases: Databases, broker: LocalBroker
+) -> None:
+    db = await migrated(await pg_databases.new("producer"))
+    settings = settings_for(ProducerSettings, broker, db.url, relay_batch_size=20)
+    replicas = [OutboxRelay(Database(db.url), settings) for _ in range(2)]
+    ids = await write_events(db, 200)
+    tasks = [asyncio.create_task(relay.run()) for relay in replicas]
+    pending = select(func.count()).select_from(outbox_table)
+
+    async def all_sent() -> bool:
+        async with db.session() as session:
+            left = await session.scalar(pending.where(outbox_table.c.sent_at.is_(None)))
+        return left == 0
+
+    try:
+        await eventually(all_sent)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for relay in replicas:
+            await relay.close()
+            await relay.db.dispose()
+    consumer = AIOKafkaConsumer(
+        "community.members.v1",
+        bootstrap_servers=broker.bootstrap_servers,
+        auto_offset_reset="earliest",
+        group_id="count-all",
+    )
+    await consumer.start()
+    published: list[str] = []
+    try:
+        while len(published) < len(ids):
+            batch = await consumer.getmany(timeout_ms=5000)
+            if not batch:
+                break
+            published += [
+                CloudEvent.from_json(r.value).id for records in batch.values() for r in records
+            ]
+    finally:
+        await consumer.stop()
+    assert sorted(published) == sorted(ids)
+    await db.dispose()
+
+
+async def test_housekeeping_purges_only_old_sent_events(databases: Databases) -> None:
+    db = await migrated(await databases.new("producer"))
+    relay = OutboxRelay(db, settings_for(ProducerSettings, _Offline(), db.url))  # type: ignore[arg-type]
+    await write_events(db, 3)
+    async with db.session() as session:
+        await session.execute(
+            update(outbox_table)
+            .where(outbox_table.c.key == "m-0")
+            .values(sent_at=datetime.now(UTC) - timedelta(days=5))
+        )
+        await session.execute(
+            update(outbox_table)
+            .where(outbox_table.c.key == "m-1")
+            .values(sent_at=datetime.now(UTC))
+        )
+    assert await relay.purge_sent(timedelta(days=3)) == 1
+    async with db.session() as session:
+        keys = set((await session.execute(select(outbox_table.c.key))).scalars())
+    assert keys == {"m-1", "m-2"}  # the recent one and the unsent one stay
+    await db.dispose()
+
+
+class _Offline:
+    bootstrap_servers = "127.0.0.1:1"
