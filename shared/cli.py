@@ -24,6 +24,7 @@ app.add_typer(dlq_app, name="dlq")
 console = Console()
 
 SERVICE_NAMES = tuple(SERVICE_PORTS)
+GATEWAY_PORT = SERVICE_PORTS["gateway"]
 
 
 def _service_module(name: str, module: str) -> Any:
@@ -85,7 +86,7 @@ def migrate(service: Annotated[str, typer.Argument(help="A service, or 'all'.")]
 @app.command()
 def run(
     data_dir: Annotated[Path, typer.Option(help="Where SQLite files and logs go.")] = Path("data"),
-    port: Annotated[int, typer.Option(help="Gateway port.")] = SERVICE_PORTS["gateway"],
+    port: Annotated[int, typer.Option(envvar="GATEWAY_PORT", help="Gateway port.")] = GATEWAY_PORT,
 ) -> None:
     """Run everything locally: broker, services, gateway. Ctrl-C stops it all."""
     from shared.runner import Platform
