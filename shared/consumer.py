@@ -21,8 +21,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.errors import CommitFailedError, KafkaError
 from pydantic import ValidationError
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.bus import (
@@ -33,7 +31,7 @@ from shared.bus import (
     really_cancelled,
     stop_quietly,
 )
-from shared.db import Database, inbox_table, utcnow
+from shared.db import Database, conflict_insert, inbox_table, utcnow
 from shared.events.envelope import CloudEvent
 from shared.events.registry import EventData, lookup
 from shared.events.topics import dlq_topic
@@ -83,15 +81,7 @@ class PoisonMessage(Exception):
 
 async def claim_in_inbox(session: AsyncSession, consumer: str, event_id: str, type_: str) -> bool:
     """Record the event as processed by ``consumer``; False when it already was."""
-    dialect = session.bind.dialect.name if session.bind else "sqlite"
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = (
-        insert(inbox_table)
-        .values(consumer=consumer, event_id=event_id, type=type_, processed_at=utcnow())
-        .on_conflict_do_nothing(index_elements=["consumer", "event_id"])
-    )
-    result = await session.execute(stmt)
-    return bool(getattr(result, "rowcount", 0) == 1)
+    return event_id in await claim_many_in_inbox(session, consumer, [(event_id, type_)])
 
 
 async def claim_many_in_inbox(
@@ -99,11 +89,9 @@ async def claim_many_in_inbox(
 ) -> set[str]:
     """Record many events as processed in one statement; returns the ids not seen before."""
     unique = dict(events)
-    dialect = session.bind.dialect.name if session.bind else "sqlite"
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
     now = utcnow()
     stmt = (
-        insert(inbox_table)
+        conflict_insert(session, inbox_table)
         .values(
             [
                 {"consumer": consumer, "event_id": event_id, "type": type_, "processed_at": now}

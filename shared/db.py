@@ -24,10 +24,13 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TypeDecorator,
     event,
     text,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -47,6 +50,24 @@ NAMING_CONVENTION = {
 # BIGINT autoincrement is not a rowid alias on SQLite; INTEGER there keeps it one.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always timezone-aware UTC, on SQLite (which drops the zone) too."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime; use shared.db.utcnow()")
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
 platform_metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 outbox_table = Table(
@@ -59,8 +80,8 @@ outbox_table = Table(
     Column("type", String(200), nullable=False),
     Column("payload", Text, nullable=False),
     Column("headers", JSON, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("sent_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("sent_at", UtcDateTime(), nullable=True),
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("last_error", Text, nullable=True),
     Index("ix_outbox_pending", "sent_at", "id"),
@@ -72,7 +93,7 @@ inbox_table = Table(
     Column("consumer", String(100), primary_key=True),
     Column("event_id", String(36), primary_key=True),
     Column("type", String(200), nullable=False),
-    Column("processed_at", DateTime(timezone=True), nullable=False),
+    Column("processed_at", UtcDateTime(), nullable=False),
 )
 
 idempotency_table = Table(
@@ -83,10 +104,16 @@ idempotency_table = Table(
     Column("status_code", Integer, nullable=True),
     Column("response_body", LargeBinary, nullable=True),
     Column("response_headers", JSON, nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("completed_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("completed_at", UtcDateTime(), nullable=True),
     Index("ix_idempotency_keys_created_at", "created_at"),
 )
+
+
+def conflict_insert(session: AsyncSession, table: Table) -> pg.Insert | sqlite.Insert:
+    """An INSERT that supports ``ON CONFLICT`` on the session's dialect (PostgreSQL or SQLite)."""
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    return pg.insert(table) if dialect == "postgresql" else sqlite.insert(table)
 
 
 def utcnow() -> datetime:

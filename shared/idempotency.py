@@ -14,12 +14,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
-from shared.db import Database, idempotency_table, utcnow
+from shared.db import Database, conflict_insert, idempotency_table, utcnow
 from shared.errors import Conflict, DomainError, Unprocessable
 
 HEADER = "idempotency-key"
@@ -47,14 +45,6 @@ def request_hash(method: str, path: str, query: str, body: bytes) -> str:
     return digest.hexdigest()
 
 
-def _aware(value: object) -> object:
-    from datetime import datetime
-
-    if isinstance(value, datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=utcnow().tzinfo)
-    return value
-
-
 async def begin(
     db: Database, *, key: str, owner: str, fingerprint: str, ttl: timedelta
 ) -> Claim | Response:
@@ -66,9 +56,8 @@ async def begin(
     scope = f"{owner}:{key}"
     now = utcnow()
     async with db.session() as session:
-        insert = pg_insert if not db.is_sqlite else sqlite_insert
         claimed = await session.execute(
-            insert(idempotency_table)
+            conflict_insert(session, idempotency_table)
             .values(scope=scope, request_hash=fingerprint, created_at=now)
             .on_conflict_do_nothing(index_elements=["scope"])
         )
@@ -79,8 +68,7 @@ async def begin(
                 select(idempotency_table).where(idempotency_table.c.scope == scope)
             )
         ).one()
-        created_at = _aware(row.created_at)
-        assert isinstance(created_at, type(now))
+        created_at = row.created_at
         expired = created_at < now - ttl
         stale = row.completed_at is None and created_at < now - STALE_CLAIM
         if expired or stale:

@@ -182,8 +182,6 @@ class OutboxRelay:
                 OUTBOX_LAG.labels(self.service).set(0)
                 return 0
             oldest = rows[0].created_at
-            if oldest.tzinfo is None:  # SQLite hands back naive datetimes
-                oldest = oldest.replace(tzinfo=utcnow().tzinfo)
             OUTBOX_LAG.labels(self.service).set((utcnow() - oldest).total_seconds())
             sent_ids, error = await self._send(rows)
             if sent_ids:

@@ -3,11 +3,10 @@ from __future__ import annotations
 from datetime import date
 
 from sqlalchemy import Table, func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.analytics.models import DailyMemberGrowth
+from shared.db import conflict_insert
 
 
 class GrowthRepository:
@@ -15,11 +14,9 @@ class GrowthRepository:
         self.session = session
 
     async def count_registration(self, day: date) -> None:
-        dialect = self.session.bind.dialect.name if self.session.bind else "sqlite"
-        insert = pg_insert if dialect == "postgresql" else sqlite_insert
         table = DailyMemberGrowth.__table__
         assert isinstance(table, Table)
-        stmt = insert(table).values(day=day, registered=1)
+        stmt = conflict_insert(self.session, table).values(day=day, registered=1)
         stmt = stmt.on_conflict_do_update(
             index_elements=["day"], set_={"registered": table.c.registered + 1}
         )

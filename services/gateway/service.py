@@ -114,8 +114,6 @@ class GatewayService:
             raise Unauthorized("The API key is unknown or revoked")
         now = utcnow()
         last = record.last_used_at
-        if last is not None and last.tzinfo is None:
-            last = last.replace(tzinfo=now.tzinfo)
         if last is None or now - last > LAST_USED_RESOLUTION:
             record.last_used_at = now
         return Principal(

@@ -152,3 +152,10 @@ async def test_a_forged_token_is_refused(members: httpx.AsyncClient) -> None:
     response = await members.get("/v1/members/x", headers={"Authorization": "Bearer not.a.jwt"})
     assert response.status_code == 401
     assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+async def test_timestamps_read_back_from_the_database_are_utc(members: httpx.AsyncClient) -> None:
+    member = (await members.post("/v1/members", json=ALICE)).json()
+    read = (await members.get(f"/v1/members/{member['id']}")).json()
+    assert read["created_at"] == member["created_at"]
+    assert read["created_at"].endswith("Z")
