@@ -64,6 +64,9 @@ class JsonFormatter(logging.Formatter):
             value = var.get()
             if value:
                 entry[key] = value
+        traceparent = traceparent_var.get()
+        if traceparent:
+            entry["trace_id"] = traceparent.split("-")[1]
         extra = getattr(record, "fields", None)
         if isinstance(extra, dict):
             entry.update(extra)

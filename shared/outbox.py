@@ -5,6 +5,11 @@ and the event commit together or not at all. The relay publishes pending rows
 in id order, marks them sent, and keeps them pending through any broker error;
 nothing committed is lost, and a duplicate publish is harmless because every
 consumer dedupes by event id.
+
+Ordering: rows go out in id order, so events of one aggregate (one key, one
+partition) arrive in commit order. After a failed send, rows behind the failed
+one are sent again with it; a consumer may then see a later event once before
+the earlier one's retry. Handlers must not assume more than "each event once".
 """
 
 from __future__ import annotations

@@ -58,6 +58,19 @@ HOP_BY_HOP = frozenset(
         "host",
     }
 )
+# Headers the gateway sets itself; what a client sends under these names is dropped.
+GATEWAY_SETS = frozenset(
+    {
+        "authorization",
+        "x-api-key",
+        REQUEST_ID_HEADER,
+        "traceparent",
+        "tracestate",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+    }
+)
 PARTNER_TOKEN_TTL = timedelta(minutes=5)
 
 
@@ -98,18 +111,29 @@ class Gateway:
         await self.limiter.close()
 
     async def admit(self, request: Request, runtime: ServiceRuntime) -> Principal | None:
-        """Authenticate the caller (if any credential) and count the request against its limit."""
-        principal = await self._authenticate(request, runtime)
-        if principal is not None:
-            key, limit = f"p:{principal.subject}", self.settings.rate_limit_per_min
+        """Authenticate the caller (if any credential) and count the request against its limit.
+
+        A failed authentication counts against the caller's address, so guessing
+        tokens or API keys is rate-limited like any anonymous traffic.
+        """
+        client = request.client.host if request.client else "unknown"
+        anonymous = (f"ip:{client}", self.settings.anonymous_rate_limit_per_min)
+        try:
+            principal = await self._authenticate(request, runtime)
+        except Unauthorized:
+            await self._count(*anonymous)
+            raise
+        if principal is None:
+            await self._count(*anonymous)
         else:
-            client = request.client.host if request.client else "unknown"
-            key, limit = f"ip:{client}", self.settings.anonymous_rate_limit_per_min
+            await self._count(f"p:{principal.subject}", self.settings.rate_limit_per_min)
+        request.state.principal = principal
+        return principal
+
+    async def _count(self, key: str, limit: int) -> None:
         retry_after = await self.limiter.hit(key, limit)
         if retry_after is not None:
             raise RateLimited(retry_after)
-        request.state.principal = principal
-        return principal
 
     async def _authenticate(self, request: Request, runtime: ServiceRuntime) -> Principal | None:
         token = bearer_token(request)
@@ -149,7 +173,7 @@ class Gateway:
         headers = [
             (k, v)
             for k, v in request.headers.items()
-            if k not in HOP_BY_HOP and k not in ("authorization", "x-api-key", REQUEST_ID_HEADER)
+            if k not in HOP_BY_HOP and k not in GATEWAY_SETS
         ]
         headers.append((REQUEST_ID_HEADER, request_id_var.get() or ""))
         headers.append(("traceparent", traceparent_var.get() or ""))

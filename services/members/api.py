@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Response, status
 
 from services.members.schemas import MemberCreate, MemberPrivateRead, MemberRead
 from services.members.service import member_service
@@ -11,9 +11,12 @@ router = APIRouter(prefix="/v1/members", tags=["members"], route_class=Transacti
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=MemberPrivateRead)
-async def register_member(body: MemberCreate, session: SessionDep) -> MemberPrivateRead:
+async def register_member(
+    body: MemberCreate, session: SessionDep, response: Response
+) -> MemberPrivateRead:
     """Register a member. Honours ``Idempotency-Key``; emits ``member.registered``."""
     member = await member_service.register(session, body)
+    response.headers["Location"] = f"{router.prefix}/{member.id}"
     return MemberPrivateRead.model_validate(member)
 
 

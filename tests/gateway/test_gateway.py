@@ -152,3 +152,13 @@ async def test_redis_rate_limits_are_shared_between_limiters() -> None:
     finally:
         await first.close()
         await second.close()
+
+
+async def test_guessing_tokens_is_rate_limited_by_address(databases: Databases) -> None:
+    app = await gateway_client(databases, anonymous_rate_limit_per_min=3)
+    async with running(app) as client:  # type: ignore[arg-type]
+        statuses = [
+            (await client.get("/v1/api-keys", headers={"X-API-Key": f"ck_guess_{n}"})).status_code
+            for n in range(4)
+        ]
+    assert statuses == [401, 401, 401, 429]

@@ -49,6 +49,7 @@ async def test_registration_stores_the_member_and_its_event_together(
     response = await members.post("/v1/members", json=ALICE)
     assert response.status_code == 201, response.text
     member = response.json()
+    assert response.headers["location"] == f"/v1/members/{member['id']}"
     assert member["nickname"] == "Alice"
     assert member["email"] == "alice@example.com"
     [event] = await outbox_events(members)
@@ -96,6 +97,7 @@ async def test_same_idempotency_key_and_body_replays_the_first_response(
     assert first.status_code == second.status_code == 201
     assert second.json() == first.json()
     assert second.headers["idempotent-replayed"] == "true"
+    assert second.headers["location"] == first.headers["location"]
     assert len(await outbox_events(members)) == 1
 
 
