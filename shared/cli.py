@@ -87,13 +87,18 @@ def migrate(service: Annotated[str, typer.Argument(help="A service, or 'all'.")]
 def run(
     data_dir: Annotated[Path, typer.Option(help="Where SQLite files and logs go.")] = Path("data"),
     port: Annotated[int, typer.Option(envvar="GATEWAY_PORT", help="Gateway port.")] = GATEWAY_PORT,
+    free_ports: Annotated[
+        bool, typer.Option(help="Pick free ports for the services behind the gateway.")
+    ] = False,
 ) -> None:
     """Run everything locally: broker, services, gateway. Ctrl-C stops it all."""
     from shared.runner import Platform
     from shared.settings import LOCAL_ADMIN_PASSWORD
 
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None
-    platform = Platform(data_dir, gateway_port=port, bootstrap_servers=bootstrap)
+    platform = Platform(
+        data_dir, gateway_port=port, bootstrap_servers=bootstrap, free_ports=free_ports
+    )
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
