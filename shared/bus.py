@@ -42,7 +42,10 @@ async def ensure_topics(
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     await admin.start()
     try:
-        wanted = [NewTopic(name, num_partitions=count, replication_factor=1) for name in topics]
+        replicas = settings.kafka_replication_factor
+        wanted = [
+            NewTopic(name, num_partitions=count, replication_factor=replicas) for name in topics
+        ]
         response = await admin.create_topics(wanted)
         for name, code, message in response.topic_errors:
             if code not in (0, TOPIC_ALREADY_EXISTS):

@@ -50,6 +50,9 @@ class ServiceSettings(BaseSettings):
     )
     kafka_enable_idempotence: bool = Field(False, validation_alias=_env("KAFKA_ENABLE_IDEMPOTENCE"))
     kafka_topic_partitions: int = Field(6, ge=1, validation_alias=_env("KAFKA_TOPIC_PARTITIONS"))
+    kafka_replication_factor: int = Field(
+        1, ge=1, validation_alias=_env("KAFKA_REPLICATION_FACTOR")
+    )
     log_level: str = Field("INFO", validation_alias=_env("COMMUNITY_LOG_LEVEL"))
     log_json: bool = Field(True, validation_alias=_env("COMMUNITY_LOG_JSON"))
 
