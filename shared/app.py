@@ -7,7 +7,6 @@ migrations folder and ``SUBSCRIPTIONS``; everything else is the same everywhere.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -100,9 +99,16 @@ async def _housekeeping(runtime: ServiceRuntime) -> None:
     ttl = timedelta(hours=runtime.settings.idempotency_ttl_h)
     while True:
         await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
-        with contextlib.suppress(Exception):
-            await runtime.relay.purge_sent(OUTBOX_RETENTION)
-            await idempotency.purge_expired(runtime.db, ttl)
+        for name, purge in (
+            ("sent outbox rows", runtime.relay.purge_sent(OUTBOX_RETENTION)),
+            ("expired idempotency keys", idempotency.purge_expired(runtime.db, ttl)),
+        ):
+            try:
+                removed = await purge
+            except Exception as exc:
+                log.warning("housekeeping: purging %s failed: %r", name, exc)
+            else:
+                log.info("housekeeping: purged %d %s", removed, name)
 
 
 def create_service_app(
@@ -125,7 +131,8 @@ def create_service_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await upgrade(runtime.db, migrations)
+        if settings.migrate_on_start:
+            await upgrade(runtime.db, migrations)
         for hook in hooks:
             await hook(runtime)
         if run_background:

@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared.db import Database, platform_metadata
 
+MIGRATION_LOCK_KEY = 0x636F6D6D  # any constant; each service has its own database
+
 
 def alembic_config(script_location: Path, url: str) -> Config:
     config = Config()
@@ -31,6 +33,9 @@ async def upgrade(db: Database, script_location: Path, revision: str = "head") -
     config = alembic_config(script_location, db.url)
 
     def _run(connection: Connection) -> None:
+        if connection.dialect.name == "postgresql":
+            # Replicas starting together queue here instead of racing the same DDL.
+            connection.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 

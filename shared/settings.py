@@ -67,6 +67,7 @@ class ServiceSettings(BaseSettings):
     consumer_fetch_max_wait_ms: int = 50
     consumer_retry_backoff_s: float = 0.2
     idempotency_ttl_h: int = 24
+    migrate_on_start: bool = True
 
     @model_validator(mode="after")
     def _fill_defaults_and_refuse_local_secrets(self) -> ServiceSettings:
