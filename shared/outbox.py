@@ -202,12 +202,15 @@ class OutboxRelay:
                     .where(outbox_table.c.id == failed)
                     .values(attempts=outbox_table.c.attempts + 1, last_error=repr(error)[:2000])
                 )
-            pending = await session.scalar(
-                select(func.count())
-                .select_from(outbox_table)
-                .where(outbox_table.c.sent_at.is_(None))
-            )
-            OUTBOX_PENDING.labels(self.service).set(max(0, (pending or 0) - len(sent_ids)))
+            pending: int | None = 0  # the backlog fitted in this batch: no count query
+            if error is not None or len(rows) >= self.settings.relay_batch_size:
+                # Counted after marking, inside this transaction.
+                pending = await session.scalar(
+                    select(func.count())
+                    .select_from(outbox_table)
+                    .where(outbox_table.c.sent_at.is_(None))
+                )
+            OUTBOX_PENDING.labels(self.service).set(pending or 0)
         OUTBOX_PUBLISHED.labels(self.service).inc(len(sent_ids))
         if error is not None:
             raise error

@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -150,6 +151,29 @@ def token_for(role: Role, subject: str | None = None, **kwargs: Any) -> str:
 
 def auth(role: Role, subject: str | None = None, **kwargs: Any) -> dict[str, str]:
     return {"Authorization": f"Bearer {token_for(role, subject, **kwargs)}"}
+
+
+async def read_topic(
+    broker: LocalBroker, topic: str, count: int, timeout_s: float = 10.0
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """The first ``count`` records of ``topic`` (fewer if they do not arrive in time)."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=broker.bootstrap_servers,
+        auto_offset_reset="earliest",
+        group_id=f"reader-{uuid.uuid4().hex[:8]}",
+    )
+    await consumer.start()
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    try:
+        while len(records) < count:
+            batch = await consumer.getmany(timeout_ms=int(timeout_s * 1000))
+            if not batch:
+                break
+            records += [r for part in batch.values() for r in part]
+    finally:
+        await consumer.stop()
+    return records[:count]
 
 
 async def eventually(check: Any, timeout_s: float = 20.0, interval_s: float = 0.05) -> Any:

@@ -20,7 +20,7 @@ from services.gateway.ratelimit import RateLimiter
 from services.gateway.service import gateway_service
 from services.gateway.settings import UPSTREAMS, GatewaySettings
 from shared.app import ServiceRuntime
-from shared.auth import API_KEY_PREFIX, Principal, bearer_token
+from shared.auth import API_KEY_PREFIX, Principal, Role, bearer_token
 from shared.errors import DomainError, NotFound, RateLimited, ServiceUnavailable, Unauthorized
 from shared.observability import REQUEST_ID_HEADER, request_id_var, traceparent_var
 
@@ -151,7 +151,7 @@ class Gateway:
         self, request: Request, principal: Principal, runtime: ServiceRuntime
     ) -> str:
         token = bearer_token(request)
-        if principal.role.value != "partner" and token is not None:
+        if principal.role is not Role.PARTNER and token is not None:
             return token
         cached = self._partner_tokens.get(principal.subject)
         now = time.monotonic()

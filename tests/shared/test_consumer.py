@@ -7,7 +7,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.analytics.repository import GrowthRepository
@@ -20,7 +20,7 @@ from shared.events.envelope import CloudEvent
 from shared.events.topics import MEMBERS, dlq_topic
 from shared.migrations import upgrade
 from shared.settings import ServiceSettings
-from tests.conftest import Databases, eventually, settings_for
+from tests.conftest import Databases, eventually, read_topic, settings_for
 
 MIGRATIONS = Path(__file__).parents[2] / "services" / "analytics" / "migrations"
 
@@ -134,21 +134,8 @@ async def test_poison_messages_go_to_the_dead_letter_topic_and_the_partition_mov
     async with Harness(consumer):
         await eventually(lambda: handled == ["after-the-poison"])
 
-    dead = AIOKafkaConsumer(
-        dlq_topic("dedupe"),
-        bootstrap_servers=broker.bootstrap_servers,
-        auto_offset_reset="earliest",
-        group_id="dlq-reader",
-    )
-    await dead.start()
-    letters = []
-    try:
-        while len(letters) < 3:
-            batch = await dead.getmany(timeout_ms=5000)
-            assert batch, f"only {len(letters)} dead letters arrived"
-            letters += [r for records in batch.values() for r in records]
-    finally:
-        await dead.stop()
+    letters = await read_topic(broker, dlq_topic("dedupe"), 3)
+    assert len(letters) == 3
     headers = [dict(letter.headers) for letter in letters]
     kinds = [h["dlq-error-type"] for h in headers]
     assert kinds == [b"PoisonMessage", b"PoisonMessage", b"ValueError"]
