@@ -29,11 +29,17 @@ def test_every_registered_event_type_is_in_the_catalogue() -> None:
     json.dumps(catalog)
 
 
+# A reminder about something still to come cannot be past tense.
+FORWARD_LOOKING = {"points.expiring"}
+IRREGULAR_PAST = {"spent", "hidden", "left"}
+
+
 def test_event_names_are_past_tense_aggregate_dot_verb() -> None:
-    for name in REGISTRY:
+    for name in REGISTRY.keys() - FORWARD_LOOKING:
         aggregate, _, verb = name.partition(".")
         assert aggregate, name
-        assert verb.endswith("ed"), name
+        words = verb.split("_")
+        assert any(w.endswith("ed") or w in IRREGULAR_PAST for w in words), name
 
 
 def test_production_refuses_the_local_jwt_secret(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,5 +1,5 @@
 """Event contracts, one module per producing service. Importing this package registers them all."""
 
-from shared.events.contracts import members
+from shared.events.contracts import campaigns, content, members, rewards, webhooks
 
-__all__ = ["members"]
+__all__ = ["campaigns", "content", "members", "rewards", "webhooks"]
