@@ -30,6 +30,7 @@ from shared.events.topics import DOMAIN_TOPICS, dlq_topic
 from shared.migrations import upgrade
 from shared.observability import RequestContextMiddleware, configure_logging
 from shared.outbox import OutboxRelay
+from shared.scheduler import ScheduledJob, run_forever
 from shared.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -119,12 +120,17 @@ def create_service_app(
     routers: Sequence[APIRouter],
     migrations: Path,
     subscriptions: Mapping[str, Handler] | None = None,
+    jobs: Sequence[ScheduledJob] = (),
     on_startup: Iterable[LifecycleHook] = (),
     on_shutdown: Iterable[LifecycleHook] = (),
     run_background: bool = True,
     **fastapi_options: Any,
 ) -> FastAPI:
-    """Build a service's FastAPI app; ``run_background=False`` leaves relay and consumer off."""
+    """Build a service's FastAPI app.
+
+    ``run_background=False`` leaves the relay, the consumer and the scheduled
+    ``jobs`` off, so tests can drive them by hand.
+    """
     runtime = build_runtime(settings, subscriptions)
     hooks = list(on_startup)
     shutdown_hooks = list(on_shutdown)
@@ -140,6 +146,8 @@ def create_service_app(
             runtime.spawn(runtime.relay.run(), "outbox-relay")
             runtime.spawn(runtime.consumer.run(), "consumer")
             runtime.spawn(_housekeeping(runtime), "housekeeping")
+            for job in jobs:
+                runtime.spawn(run_forever(runtime.db, job), f"job:{job.name}")
         log.info("%s ready on %s:%s", settings.service_name, settings.host, settings.port)
         try:
             yield
