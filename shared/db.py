@@ -110,8 +110,11 @@ idempotency_table = Table(
 )
 
 
-def conflict_insert(session: AsyncSession, table: Table) -> pg.Insert | sqlite.Insert:
-    """An INSERT that supports ``ON CONFLICT`` on the session's dialect (PostgreSQL or SQLite)."""
+def conflict_insert(session: AsyncSession, table: Table | type[Any]) -> pg.Insert | sqlite.Insert:
+    """An INSERT that supports ``ON CONFLICT`` on the session's dialect (PostgreSQL or SQLite).
+
+    ``table`` is a Core table or a mapped class.
+    """
     dialect = session.bind.dialect.name if session.bind else "sqlite"
     return pg.insert(table) if dialect == "postgresql" else sqlite.insert(table)
 

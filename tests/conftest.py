@@ -23,8 +23,11 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from shared.app import ServiceRuntime
 from shared.auth import Principal, Role, TokenCodec
 from shared.broker import LocalBroker, port_open
+from shared.events.envelope import CloudEvent
+from shared.events.registry import EventData, spec_of
 from shared.settings import LOCAL_JWT_SECRET, ServiceSettings
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -188,3 +191,36 @@ async def eventually(check: Any, timeout_s: float = 20.0, interval_s: float = 0.
             return last
         await asyncio.sleep(interval_s)
     raise AssertionError(f"condition not met in {timeout_s}s; last value: {last!r}")
+
+
+def record_of(
+    data: EventData, subject: str, *, source: str = "/tests", offset: int = 0
+) -> ConsumerRecord[bytes, bytes]:
+    """A Kafka record carrying ``data`` exactly as the outbox relay would publish it."""
+    spec = spec_of(data)
+    event = CloudEvent(
+        source=source,
+        type=spec.name,
+        subject=subject,
+        partitionkey=subject,
+        data=data.model_dump(mode="json"),
+    )
+    return ConsumerRecord(
+        topic=spec.topic.name,
+        partition=0,
+        offset=offset,
+        timestamp=0,
+        timestamp_type=0,
+        key=subject.encode(),
+        value=event.to_json(),
+        checksum=None,
+        serialized_key_size=len(subject),
+        serialized_value_size=0,
+        headers=(),
+    )
+
+
+async def deliver(runtime: ServiceRuntime, *records: ConsumerRecord[bytes, bytes]) -> None:
+    """Hand records to the service's real consumer path (inbox, handler, transaction)."""
+    for record in records:
+        await runtime.consumer.handle(record)

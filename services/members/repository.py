@@ -1,30 +1,255 @@
+"""Every query of the members service."""
+
 from __future__ import annotations
 
-from sqlalchemy import or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from collections.abc import Sequence
+from datetime import date, datetime
 
-from services.members.models import Member
+from sqlalchemy import ColumnElement, and_, func, literal, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from services.members.models import Community, Member, Membership, ReferralDay, Segment
+from shared.db import conflict_insert
+
+LIVE = Member.erased_at.is_(None)
 
 
 class MemberRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def get(self, member_id: str) -> Member | None:
+    async def get(self, member_id: str, *, for_update: bool = False) -> Member | None:
+        if for_update:
+            stmt = select(Member).where(Member.id == member_id).with_for_update()
+            return (await self.session.scalars(stmt)).first()
         return await self.session.get(Member, member_id)
 
-    async def contact_taken(self, email: str | None, phone: str | None) -> bool:
-        clauses = []
-        if email:
-            clauses.append(Member.email == email)
-        if phone:
-            clauses.append(Member.phone == phone)
-        if not clauses:
+    async def by_lookup(self, lookup: str) -> Member | None:
+        stmt = select(Member).where(
+            or_(Member.email_lookup == lookup, Member.phone_lookup == lookup), LIVE
+        )
+        return (await self.session.scalars(stmt)).first()
+
+    async def lookups_taken(self, lookups: Sequence[str], *, besides: str | None = None) -> bool:
+        if not lookups:
             return False
-        return (
-            await self.session.scalar(select(Member.id).where(or_(*clauses)).limit(1))
-        ) is not None
+        stmt = select(Member.id).where(
+            or_(Member.email_lookup.in_(lookups), Member.phone_lookup.in_(lookups))
+        )
+        if besides is not None:
+            stmt = stmt.where(Member.id != besides)
+        return (await self.session.scalar(stmt.limit(1))) is not None
+
+    async def by_invite_code(self, code: str) -> Member | None:
+        stmt = select(Member).where(Member.invite_code == code, LIVE)
+        return (await self.session.scalars(stmt)).first()
 
     async def add(self, member: Member) -> None:
         self.session.add(member)
         await self.session.flush()
+
+    async def page(self, where: ColumnElement[bool], after: str | None, limit: int) -> list[Member]:
+        stmt = select(Member).where(LIVE, where)
+        if after is not None:
+            stmt = stmt.where(Member.id > after)
+        return list((await self.session.scalars(stmt.order_by(Member.id).limit(limit))).all())
+
+    async def count(self, where: ColumnElement[bool]) -> int:
+        return int(await self.session.scalar(select(func.count()).where(LIVE, where)) or 0)
+
+    async def matches(self, member_id: str, where: ColumnElement[bool]) -> bool:
+        stmt = select(Member.id).where(Member.id == member_id, LIVE, where)
+        return (await self.session.scalar(stmt)) is not None
+
+    async def take_referral_slot(self, referrer_id: str, day: date, cap: int) -> bool:
+        """Count one more invitee for ``referrer_id`` today unless the cap is reached."""
+        await self.session.execute(
+            conflict_insert(self.session, ReferralDay)
+            .values(referrer_id=referrer_id, day=day, count=0)
+            .on_conflict_do_nothing()
+        )
+        taken = await self.session.execute(
+            update(ReferralDay)
+            .where(
+                ReferralDay.referrer_id == referrer_id,
+                ReferralDay.day == day,
+                ReferralDay.count < cap,
+            )
+            .values(count=ReferralDay.count + 1)
+        )
+        return bool(taken.rowcount)  # type: ignore[attr-defined]
+
+    async def invitees(self, referrer_id: str, after: str | None, limit: int) -> list[Member]:
+        stmt = select(Member).where(Member.referrer_id == referrer_id)
+        if after is not None:
+            stmt = stmt.where(Member.id > after)
+        return list((await self.session.scalars(stmt.order_by(Member.id).limit(limit))).all())
+
+    async def referral_counts(self, referrer_id: str) -> tuple[int, int, int]:
+        """(direct invitees, activated direct invitees, everyone down the tree)."""
+        direct = await self.session.execute(
+            select(func.count(), func.count(Member.referral_activated_at)).where(
+                Member.referrer_id == referrer_id
+            )
+        )
+        invited, activated = direct.one()
+        tree = select(Member.id).where(Member.referrer_id == referrer_id).cte(recursive=True)
+        child = aliased(Member)
+        tree = tree.union_all(select(child.id).where(child.referrer_id == tree.c.id))
+        descendants = await self.session.scalar(select(func.count()).select_from(tree))
+        return int(invited), int(activated), int(descendants or 0)
+
+    async def invitee_ids(self, referrer_id: str) -> list[str]:
+        stmt = select(Member.id).where(Member.referrer_id == referrer_id).order_by(Member.id)
+        return list((await self.session.scalars(stmt)).all())
+
+    async def stamp_activity(self, member_id: str, at: datetime) -> None:
+        await self.session.execute(
+            update(Member)
+            .where(
+                Member.id == member_id,
+                LIVE,
+                or_(Member.last_active_at.is_(None), Member.last_active_at < at),
+            )
+            .values(last_active_at=at)
+        )
+
+    async def activate_referral(self, member_id: str, at: datetime) -> str | None:
+        """Mark a pending referral activated; the referrer's id if this call did it."""
+        stmt = (
+            update(Member)
+            .where(
+                Member.id == member_id,
+                LIVE,
+                Member.referrer_id.is_not(None),
+                Member.referral_activated_at.is_(None),
+                Member.referral_expires_at >= at,
+            )
+            .values(referral_activated_at=at)
+            .returning(Member.referrer_id)
+        )
+        return (await self.session.execute(stmt)).scalar()
+
+    async def set_fields(
+        self, member_id: str, *where: ColumnElement[bool], **values: object
+    ) -> None:
+        stmt = update(Member).where(Member.id == member_id, *where).values(**values)
+        await self.session.execute(stmt)
+
+
+class CommunityRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, community_id: str) -> Community | None:
+        return await self.session.get(Community, community_id)
+
+    async def by_name(self, name: str) -> Community | None:
+        return (await self.session.scalars(select(Community).where(Community.name == name))).first()
+
+    async def existing_ids(self, ids: Sequence[str]) -> set[str]:
+        rows = await self.session.scalars(select(Community.id).where(Community.id.in_(ids)))
+        return set(rows.all())
+
+    async def add(self, community: Community) -> None:
+        self.session.add(community)
+        await self.session.flush()
+
+    async def page(self, after: str | None, limit: int) -> list[Community]:
+        stmt = select(Community)
+        if after is not None:
+            stmt = stmt.where(Community.id > after)
+        return list((await self.session.scalars(stmt.order_by(Community.id).limit(limit))).all())
+
+    async def membership(self, community_id: str, member_id: str) -> Membership | None:
+        return await self.session.get(Membership, (community_id, member_id))
+
+    async def join(self, community_id: str, member_id: str, role: str, at: datetime) -> bool:
+        """Add a membership and bump the count in one statement pair; False if already in."""
+        inserted = await self.session.execute(
+            conflict_insert(self.session, Membership)
+            .values(community_id=community_id, member_id=member_id, role=role, joined_at=at)
+            .on_conflict_do_nothing()
+        )
+        if not inserted.rowcount:  # type: ignore[attr-defined]
+            return False
+        await self._count(community_id, +1)
+        return True
+
+    async def leave(self, community_id: str, member_id: str) -> bool:
+        membership = await self.membership(community_id, member_id)
+        if membership is None:
+            return False
+        await self.session.delete(membership)
+        await self.session.flush()
+        await self._count(community_id, -1)
+        return True
+
+    async def _count(self, community_id: str, delta: int) -> None:
+        await self.session.execute(
+            update(Community)
+            .where(Community.id == community_id)
+            .values(member_count=Community.member_count + literal(delta))
+        )
+
+    async def members_page(
+        self, community_id: str, after: str | None, limit: int
+    ) -> list[Membership]:
+        stmt = select(Membership).where(Membership.community_id == community_id)
+        if after is not None:
+            stmt = stmt.where(Membership.member_id > after)
+        stmt = stmt.order_by(Membership.member_id).limit(limit)
+        return list((await self.session.scalars(stmt)).all())
+
+    async def memberships_of(self, member_id: str) -> list[Membership]:
+        stmt = select(Membership).where(Membership.member_id == member_id)
+        return list((await self.session.scalars(stmt.order_by(Membership.community_id))).all())
+
+    async def moderated_by(self, member_id: str) -> list[str]:
+        stmt = select(Membership.community_id).where(
+            Membership.member_id == member_id, Membership.role.in_(("owner", "moderator"))
+        )
+        return list((await self.session.scalars(stmt)).all())
+
+    async def share_moderated_community(self, moderator_id: str, member_id: str) -> bool:
+        mine = aliased(Membership)
+        theirs = aliased(Membership)
+        stmt = (
+            select(literal(1))
+            .select_from(mine)
+            .join(theirs, and_(theirs.community_id == mine.community_id))
+            .where(
+                mine.member_id == moderator_id,
+                mine.role.in_(("owner", "moderator")),
+                theirs.member_id == member_id,
+            )
+        )
+        return (await self.session.scalar(stmt.limit(1))) is not None
+
+    async def in_any(self, community_ids: Sequence[str], member_id: str) -> bool:
+        stmt = select(Membership.member_id).where(
+            Membership.member_id == member_id, Membership.community_id.in_(community_ids)
+        )
+        return (await self.session.scalar(stmt.limit(1))) is not None
+
+
+class SegmentRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, segment_id: str) -> Segment | None:
+        return await self.session.get(Segment, segment_id)
+
+    async def by_name(self, name: str) -> Segment | None:
+        return (await self.session.scalars(select(Segment).where(Segment.name == name))).first()
+
+    async def add(self, segment: Segment) -> None:
+        self.session.add(segment)
+        await self.session.flush()
+
+    async def page(self, after: str | None, limit: int) -> list[Segment]:
+        stmt = select(Segment)
+        if after is not None:
+            stmt = stmt.where(Segment.id > after)
+        return list((await self.session.scalars(stmt.order_by(Segment.id).limit(limit))).all())

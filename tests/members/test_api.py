@@ -2,45 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
-from services.members.app import create_app
-from services.members.settings import MembersSettings
+from services.members.models import Member
 from shared import idempotency
-from shared.app import ServiceRuntime
 from shared.auth import Role
-from shared.db import outbox_table
-from shared.events.envelope import CloudEvent
-from tests.conftest import Databases, auth, running
+from tests.conftest import auth
+from tests.members.conftest import OPERATOR, as_member, outbox_events, register, runtime_of
 
-ALICE = {"nickname": "Alice", "channel": "wechat", "region": "CN-31", "email": "Alice@Example.com"}
-
-
-@pytest.fixture
-async def members(databases: Databases) -> AsyncIterator[httpx.AsyncClient]:
-    settings = MembersSettings.model_validate(
-        {"database_url": await databases.new("members"), "log_json": False}
-    )
-    app = create_app(settings, run_background=False)
-    async with running(app) as client:
-        client.app_runtime = app.state.runtime  # type: ignore[attr-defined]
-        yield client
-
-
-def runtime_of(client: httpx.AsyncClient) -> ServiceRuntime:
-    runtime: ServiceRuntime = client.app_runtime  # type: ignore[attr-defined]
-    return runtime
-
-
-async def outbox_events(client: httpx.AsyncClient) -> list[CloudEvent]:
-    async with runtime_of(client).db.session() as session:
-        rows = (await session.execute(select(outbox_table.c.payload))).scalars().all()
-    return [CloudEvent.from_json(row) for row in rows]
+ALICE = {
+    "nickname": "Alice",
+    "channel": "wechat",
+    "country": "CN",
+    "province": "CN-SH",
+    "city": "Shanghai",
+    "email": "Alice@Example.com",
+}
 
 
 async def test_registration_stores_the_member_and_its_event_together(
@@ -146,7 +127,8 @@ async def test_contact_details_are_for_the_member_and_operators_only(
     as_other = await members.get(path, headers=auth(Role.MEMBER))
     as_self = await members.get(path, headers=auth(Role.MEMBER, subject=member["id"]))
     as_operator = await members.get(path, headers=auth(Role.OPERATOR))
-    assert "email" not in as_other.json()
+    assert as_other.status_code == 403
+    assert "alice" not in as_other.text.lower()
     assert as_self.json()["email"] == as_operator.json()["email"] == "alice@example.com"
 
 
@@ -158,6 +140,141 @@ async def test_a_forged_token_is_refused(members: httpx.AsyncClient) -> None:
 
 async def test_timestamps_read_back_from_the_database_are_utc(members: httpx.AsyncClient) -> None:
     member = (await members.post("/v1/members", json=ALICE)).json()
-    read = (await members.get(f"/v1/members/{member['id']}")).json()
+    read = (await members.get(f"/v1/members/{member['id']}", headers=auth(Role.OPERATOR))).json()
     assert read["created_at"] == member["created_at"]
     assert read["created_at"].endswith("Z")
+
+
+async def test_contacts_are_ciphertext_at_rest(members: httpx.AsyncClient) -> None:
+    await register(members, email="secret@example.com", phone="+86 138 0013 8000")
+    async with runtime_of(members).db.session() as session:
+        rows = (await session.execute(text("SELECT * FROM members"))).mappings().all()
+    dumped = repr([dict(r) for r in rows])
+    assert "secret@example.com" not in dumped
+    assert "13800138000" not in dumped
+
+
+async def test_the_same_phone_written_differently_is_a_duplicate(
+    members: httpx.AsyncClient,
+) -> None:
+    await register(members, phone="+86 138-0013-8000")
+    again = await members.post(
+        "/v1/members", json={"nickname": "twin", "phone": "13800138000", "country": "CN"}
+    )
+    assert again.status_code == 409
+    assert again.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"phone": "12345"}, "body.phone"),
+        ({"phone": "+1 202 555 01"}, "body.phone"),
+        ({"email": "not-an-email"}, "body.email"),
+        ({"interests": ["knitting-with-cats"]}, "body.interests"),
+        ({"country": "XX"}, "body.country"),
+        ({"country": "CN", "province": "US-CA"}, "body.province"),
+        ({"province": "CN-SH"}, "body.province"),
+        ({"birth_year": 2999}, "body.birth_year"),
+        ({"nickname": "x" * 65}, "body.nickname"),
+        ({"avatar_url": "javascript:alert(1)"}, "body.avatar_url"),
+        ({"password": "short", "email": "p@example.com"}, "body.password"),
+        ({"password": "long enough pass"}, "body"),
+        ({"invite_code": "NOSUCHCODE"}, "body.invite_code"),
+        ({"is_admin": True}, "body.is_admin"),
+    ],
+)
+async def test_bad_registration_names_the_field_and_writes_nothing(
+    members: httpx.AsyncClient, body: dict[str, object], field: str
+) -> None:
+    response = await members.post("/v1/members", json={"nickname": "ok", **body})
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    fields = [error["field"] for error in response.json()["errors"]]
+    assert field in fields, fields
+    async with runtime_of(members).db.session() as session:
+        assert (await session.scalars(select(Member.id))).all() == []
+    assert await outbox_events(members) == []
+
+
+async def test_the_profile_shows_age_band_and_region(members: httpx.AsyncClient) -> None:
+    member = await register(
+        members,
+        birth_year=2000,
+        gender="female",
+        interests=["tea", "coffee", "tea"],
+        **{"country": "CN", "province": "CN-ZJ", "city": "Hangzhou"},
+    )
+    assert member["interests"] == ["coffee", "tea"]
+    assert member["age_band"] in ("25-34", "18-24")
+    assert member["province"] == "CN-ZJ"
+    [event] = await outbox_events(members, "member.registered")
+    assert event.data["region"] == "Hangzhou"
+    assert "email" not in event.data
+
+
+async def test_editing_the_profile_announces_what_changed(members: httpx.AsyncClient) -> None:
+    member = await register(members)
+    response = await members.patch(
+        f"/v1/members/{member['id']}",
+        json={"nickname": "renamed", "interests": ["music"], "marketing_consent": True},
+        headers=as_member(member),
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["marketing_consent"] is True
+    [updated] = await outbox_events(members, "member.profile_updated")
+    assert sorted(updated.data["changed"]) == ["interests", "nickname"]
+    [consent] = await outbox_events(members, "member.consent_changed")
+    assert consent.data["marketing_consent"] is True
+    assert consent.data["source"] == "profile"
+
+
+async def test_a_member_cannot_edit_another(members: httpx.AsyncClient) -> None:
+    alice, bob = await register(members), await register(members)
+    response = await members.patch(
+        f"/v1/members/{alice['id']}", json={"nickname": "hacked"}, headers=as_member(bob)
+    )
+    assert response.status_code == 403
+    again = await members.get(f"/v1/members/{alice['id']}", headers=as_member(alice))
+    assert again.json()["nickname"] == alice["nickname"]
+
+
+async def test_taking_another_members_email_on_edit_is_a_conflict(
+    members: httpx.AsyncClient,
+) -> None:
+    alice, bob = await register(members), await register(members)
+    response = await members.patch(
+        f"/v1/members/{bob['id']}", json={"email": alice["email"]}, headers=as_member(bob)
+    )
+    assert response.status_code == 409
+
+
+GATEWAY = auth(Role.PARTNER, subject="gateway", scopes=["members:authenticate"])
+
+
+async def test_members_sign_in_with_email_or_phone(members: httpx.AsyncClient) -> None:
+    member = await register(members, phone="+8613900139000", password="correct horse")
+    for username in (member["email"].upper(), "139 0013 9000", "+8613900139000"):
+        response = await members.post(
+            "/internal/v1/members/authenticate",
+            json={"username": username, "password": "correct horse"},
+            headers=GATEWAY,
+        )
+        assert response.status_code == 200, (username, response.text)
+        assert response.json()["member_id"] == member["id"]
+    wrong = await members.post(
+        "/internal/v1/members/authenticate",
+        json={"username": member["email"], "password": "wrong horse"},
+        headers=GATEWAY,
+    )
+    assert wrong.status_code == 401
+
+
+async def test_only_the_gateway_may_check_passwords(members: httpx.AsyncClient) -> None:
+    member = await register(members, password="correct horse")
+    body = {"username": member["email"], "password": "correct horse"}
+    for headers in (OPERATOR, as_member(member), auth(Role.PARTNER, scopes=["members:read"])):
+        response = await members.post(
+            "/internal/v1/members/authenticate", json=body, headers=headers
+        )
+        assert response.status_code == 403
