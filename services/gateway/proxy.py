@@ -24,6 +24,8 @@ from shared.auth import API_KEY_PREFIX, Principal, Role, bearer_token
 from shared.errors import DomainError, NotFound, RateLimited, ServiceUnavailable, Unauthorized
 from shared.observability import REQUEST_ID_HEADER, request_id_var, traceparent_var
 
+MEMBER_SIGN_IN_SCOPE = "members:authenticate"
+
 # Longest prefix first is not needed: prefixes never nest across services.
 ROUTES: dict[str, str] = {
     "/v1/members": "members",
@@ -161,6 +163,38 @@ class Gateway:
         refresh_at = now + PARTNER_TOKEN_TTL.total_seconds() / 2
         self._partner_tokens[principal.subject] = (refresh_at, minted)
         return minted
+
+    async def authenticate_member(
+        self, username: str, password: str, runtime: ServiceRuntime
+    ) -> Principal:
+        """Ask the members service to check a member's password; the member's principal.
+
+        The call goes to an internal path the proxy never routes, with a token
+        only the gateway mints (scope ``members:authenticate``).
+        """
+        gatekeeper = Principal(
+            subject="gateway", role=Role.PARTNER, scopes=frozenset({MEMBER_SIGN_IN_SCOPE})
+        )
+        token = runtime.tokens.issue(gatekeeper, ttl=PARTNER_TOKEN_TTL)
+        try:
+            reply = await self.clients["members"].post(
+                "/internal/v1/members/authenticate",
+                json={"username": username, "password": password},
+                headers={"authorization": f"Bearer {token}"},
+            )
+        except httpx.HTTPError as exc:
+            raise ServiceUnavailable("Member sign-in is unavailable; try again shortly") from exc
+        if reply.status_code in (401, 422):
+            raise Unauthorized("Unknown username or wrong password")
+        if reply.status_code != 200:
+            raise ServiceUnavailable("Member sign-in is unavailable; try again shortly")
+        member = reply.json()
+        return Principal(
+            subject=member["member_id"],
+            role=Role.MEMBER,
+            name=member["nickname"],
+            communities=frozenset(member["moderates"]),
+        )
 
     async def forward(self, request: Request, runtime: ServiceRuntime) -> Response:
         path = request.url.path
