@@ -7,6 +7,7 @@ migrations folder and ``SUBSCRIPTIONS``; everything else is the same everywhere.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -36,8 +37,10 @@ from shared.settings import ServiceSettings
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_INTERVAL_S = 300.0
-SHUTDOWN_WAIT_S = 10.0
 OUTBOX_RETENTION = timedelta(days=3)
+RELAY_TASK = "outbox-relay"
+# Closing the Kafka clients gets at least this long even when stopping used up the budget.
+CLOSE_FLOOR_S = 0.5
 
 LifecycleHook = Callable[["ServiceRuntime"], Awaitable[None]]
 
@@ -96,6 +99,45 @@ async def _create_topics_until_done(runtime: ServiceRuntime) -> None:
             delay = min(delay * 2, 10.0)
 
 
+def shutdown_budget(settings: ServiceSettings) -> tuple[float, float]:
+    """Split ``shutdown_grace_s`` into (HTTP drain, background stop) seconds.
+
+    Uvicorn drains in-flight requests first (its ``timeout_graceful_shutdown``), then
+    the lifespan stops the background work; both together stay within the grace.
+    """
+    drain = settings.shutdown_grace_s / 2
+    return drain, settings.shutdown_grace_s - drain
+
+
+async def _stop_background(runtime: ServiceRuntime, deadline: float, *, flush: bool) -> None:
+    """Stop consumers and jobs, then the relay, then publish what they committed last.
+
+    ``deadline`` is in event-loop time; nothing here waits past it.
+    """
+    loop = asyncio.get_running_loop()
+    relay = [t for t in runtime.tasks if t.get_name() == RELAY_TASK]
+    others = [t for t in runtime.tasks if t.get_name() != RELAY_TASK]
+    # Consumers and jobs first: the events they commit while stopping still leave in the flush.
+    for group in (others, relay):
+        for task in group:
+            task.cancel()
+        if group:
+            # Bounded: a library that ignores cancellation must not hold up the exit.
+            _, stuck = await asyncio.wait(group, timeout=max(0.1, deadline - loop.time()))
+            for task in stuck:
+                log.warning("background task %s did not stop in time", task.get_name())
+    runtime.tasks.clear()
+    if not flush:
+        return
+    try:
+        async with asyncio.timeout_at(deadline):
+            while await runtime.relay.publish_batch() >= runtime.settings.relay_batch_size:
+                pass
+    except Exception as exc:
+        # Nothing is lost: the rows stay pending and the next process publishes them.
+        log.warning("outbox flush at shutdown incomplete: %r", exc)
+
+
 async def _housekeeping(runtime: ServiceRuntime) -> None:
     ttl = timedelta(hours=runtime.settings.idempotency_ttl_h)
     while True:
@@ -143,7 +185,7 @@ def create_service_app(
             await hook(runtime)
         if run_background:
             runtime.spawn(_create_topics_until_done(runtime), "topics")
-            runtime.spawn(runtime.relay.run(), "outbox-relay")
+            runtime.spawn(runtime.relay.run(), RELAY_TASK)
             runtime.spawn(runtime.consumer.run(), "consumer")
             runtime.spawn(_housekeeping(runtime), "housekeeping")
             for job in jobs:
@@ -152,18 +194,16 @@ def create_service_app(
         try:
             yield
         finally:
-            for task in runtime.tasks:
-                task.cancel()
-            if runtime.tasks:
-                # Bounded: a library that ignores cancellation must not hold up shutdown.
-                _, stuck = await asyncio.wait(runtime.tasks, timeout=SHUTDOWN_WAIT_S)
-                for task in stuck:
-                    log.warning("background task %s did not stop in time", task.get_name())
-            runtime.tasks.clear()
+            # Uvicorn has already drained HTTP (stopped listening, finished in-flight requests).
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + shutdown_budget(settings)[1]
+            await _stop_background(runtime, deadline, flush=run_background)
             for hook in shutdown_hooks:
                 await hook(runtime)
-            await runtime.consumer.close()
-            await runtime.relay.close()
+            # Leaving the consumer group at once hands its partitions to the other replicas.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(max(deadline, loop.time() + CLOSE_FLOOR_S)):
+                    await asyncio.gather(runtime.consumer.close(), runtime.relay.close())
             await runtime.db.dispose()
 
     app = FastAPI(

@@ -19,8 +19,10 @@ from shared.settings import SERVICE_PORTS
 app = typer.Typer(help="The community marketing platform.", no_args_is_help=True)
 events_app = typer.Typer(help="The event catalogue.", no_args_is_help=True)
 dlq_app = typer.Typer(help="Dead-letter topics.", no_args_is_help=True)
+settings_app = typer.Typer(help="The settings of every service.", no_args_is_help=True)
 app.add_typer(events_app, name="events")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(settings_app, name="settings")
 console = Console()
 
 SERVICE_NAMES = tuple(SERVICE_PORTS)
@@ -46,19 +48,28 @@ def serve(service: Annotated[str, typer.Argument(help="Which service to run.")])
     """Run one service (what each container runs)."""
     import uvicorn
 
-    from shared.app import configure_process_logging
+    from shared.app import configure_process_logging, shutdown_budget
 
+    # Uvicorn drains on SIGTERM, then re-raises the signal to this handler: a finished
+    # graceful stop exits 0 (a SIGTERM before uvicorn started has nothing to drain).
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     settings = _settings(service)
     configure_process_logging(settings)
     application = _service_module(service, "app").create_app(settings)
+    drain_s, _ = shutdown_budget(settings)
     uvicorn.run(
         application,
         host=settings.host,
         port=settings.port,
         log_config=None,
         access_log=False,
-        timeout_graceful_shutdown=20,
+        # In-flight requests get this long; the lifespan stop gets the rest of the grace.
+        timeout_graceful_shutdown=max(1, int(drain_s)),
     )
+
+
+def _exit_cleanly(signum: int, _frame: object) -> None:
+    raise SystemExit(0)
 
 
 @app.command()
@@ -72,7 +83,9 @@ def migrate(service: Annotated[str, typer.Argument(help="A service, or 'all'.")]
     async def run() -> None:
         for name in names:
             settings = _settings(name)
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            if settings.database_url.startswith("sqlite"):
+                # Only SQLite needs the folder; containers have a read-only root filesystem.
+                settings.data_dir.mkdir(parents=True, exist_ok=True)
             db = Database(settings.database_url)
             try:
                 await upgrade(db, Path(_service_module(name, "app").MIGRATIONS))
@@ -145,6 +158,22 @@ def events_catalog(
         CATALOG_PATH.parent.mkdir(parents=True, exist_ok=True)
         CATALOG_PATH.write_text(text)
         console.print(f"wrote {CATALOG_PATH}")
+    else:
+        sys.stdout.write(text)
+
+
+@settings_app.command("doc")
+def settings_doc(
+    write: Annotated[bool, typer.Option(help="Write docs/configuration.md.")] = False,
+) -> None:
+    """Print (or write) the table of every setting, generated from the settings classes."""
+    from shared.settings_doc import CONFIGURATION_PATH, render_configuration
+
+    text = render_configuration()
+    if write:
+        CONFIGURATION_PATH.parent.mkdir(parents=True, exist_ok=True)
+        CONFIGURATION_PATH.write_text(text)
+        console.print(f"wrote {CONFIGURATION_PATH}")
     else:
         sys.stdout.write(text)
 

@@ -19,9 +19,11 @@ from typing import IO
 import httpx
 
 from shared.broker import LocalBroker, free_port
-from shared.settings import SERVICE_PORTS
+from shared.settings import SERVICE_PORTS, ServiceSettings
 
 BACKEND_SERVICES = ("members", "content", "campaigns", "rewards", "analytics", "webhooks")
+# Interpreter teardown after a service's own shutdown budget, before we kill it.
+STOP_MARGIN_S = 5.0
 
 
 class Platform:
@@ -106,10 +108,18 @@ class Platform:
                     raise TimeoutError(f"{name} not ready after {timeout_s}s")
                 time.sleep(0.1)
 
-    def stop_service(self, name: str, grace_s: float = 15.0) -> None:
+    def shutdown_grace_s(self) -> float:
+        """What each service process gets from SIGTERM to exit (``COMMUNITY_SHUTDOWN_GRACE_S``)."""
+        raw = self.environment().get("COMMUNITY_SHUTDOWN_GRACE_S")
+        default: float = ServiceSettings.model_fields["shutdown_grace_s"].default
+        return float(raw) if raw else default
+
+    def stop_service(self, name: str, grace_s: float | None = None) -> None:
         process = self.processes.pop(name, None)
         if process is None or process.poll() is not None:
             return
+        if grace_s is None:
+            grace_s = self.shutdown_grace_s() + STOP_MARGIN_S
         process.send_signal(signal.SIGTERM)
         try:
             process.wait(grace_s)

@@ -38,36 +38,94 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
     profile: Literal["local", "production"] = Field(
-        "local", validation_alias=_env("COMMUNITY_PROFILE")
+        "local",
+        validation_alias=_env("COMMUNITY_PROFILE"),
+        description="`local` allows the built-in development secrets; `production` refuses them.",
     )
-    data_dir: Path = Field(Path("data"), validation_alias=_env("COMMUNITY_DATA_DIR"))
+    data_dir: Path = Field(
+        Path("data"),
+        validation_alias=_env("COMMUNITY_DATA_DIR"),
+        description="Folder for the SQLite files when no database URL is set.",
+    )
     jwt_secret: SecretStr = Field(
-        SecretStr(LOCAL_JWT_SECRET), validation_alias=_env("COMMUNITY_JWT_SECRET")
+        SecretStr(LOCAL_JWT_SECRET),
+        validation_alias=_env("COMMUNITY_JWT_SECRET"),
+        description="HMAC key of the bearer tokens; at least 32 characters outside `local`.",
     )
-    token_ttl_min: int = Field(60, validation_alias=_env("COMMUNITY_TOKEN_TTL_MIN"))
+    token_ttl_min: int = Field(
+        60,
+        validation_alias=_env("COMMUNITY_TOKEN_TTL_MIN"),
+        description="Lifetime of an issued access token.",
+    )
     kafka_bootstrap_servers: str = Field(
-        "127.0.0.1:9092", validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS")
+        "127.0.0.1:9092",
+        validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS"),
+        description="Kafka bootstrap servers, comma-separated `host:port`.",
     )
-    kafka_enable_idempotence: bool = Field(False, validation_alias=_env("KAFKA_ENABLE_IDEMPOTENCE"))
-    kafka_topic_partitions: int = Field(6, ge=1, validation_alias=_env("KAFKA_TOPIC_PARTITIONS"))
+    kafka_enable_idempotence: bool = Field(
+        False,
+        validation_alias=_env("KAFKA_ENABLE_IDEMPOTENCE"),
+        description="Idempotent producers; on for Apache Kafka, off for Tansu (no InitProducerId).",
+    )
+    kafka_topic_partitions: int = Field(
+        6,
+        ge=1,
+        validation_alias=_env("KAFKA_TOPIC_PARTITIONS"),
+        description="Partitions of a domain topic a service creates at startup.",
+    )
     kafka_replication_factor: int = Field(
-        1, ge=1, validation_alias=_env("KAFKA_REPLICATION_FACTOR")
+        1,
+        ge=1,
+        validation_alias=_env("KAFKA_REPLICATION_FACTOR"),
+        description="Replication factor of the topics a service creates at startup.",
     )
-    log_level: str = Field("INFO", validation_alias=_env("COMMUNITY_LOG_LEVEL"))
-    log_json: bool = Field(True, validation_alias=_env("COMMUNITY_LOG_JSON"))
+    log_level: str = Field(
+        "INFO", validation_alias=_env("COMMUNITY_LOG_LEVEL"), description="Python log level."
+    )
+    log_json: bool = Field(
+        True,
+        validation_alias=_env("COMMUNITY_LOG_JSON"),
+        description="One JSON object per log line (request id, event id); off for plain text.",
+    )
+    shutdown_grace_s: float = Field(
+        20.0,
+        gt=0,
+        validation_alias=_env("COMMUNITY_SHUTDOWN_GRACE_S"),
+        description=(
+            "Budget from SIGTERM to exit: half drains in-flight HTTP requests, the rest stops "
+            "consumers, jobs and the relay. Keep below terminationGracePeriodSeconds."
+        ),
+    )
 
     # Per-service values, read with the subclass's prefix.
-    host: str = "127.0.0.1"
-    port: int = 0
-    database_url: str = ""
-    relay_poll_interval_s: float = 0.5
-    relay_batch_size: int = 500
-    relay_max_backoff_s: float = 5.0
-    consumer_max_attempts: int = 3
-    consumer_fetch_max_wait_ms: int = 50
-    consumer_retry_backoff_s: float = 0.2
-    idempotency_ttl_h: int = 24
-    migrate_on_start: bool = True
+    host: str = Field("127.0.0.1", description="Interface the HTTP server listens on.")
+    port: int = Field(0, description="HTTP port; 0 picks the service's local default port.")
+    database_url: str = Field(
+        "",
+        description="SQLAlchemy async URL (`postgresql+asyncpg://...`); empty: a SQLite file.",
+    )
+    relay_poll_interval_s: float = Field(
+        0.5, description="Outbox relay poll when no commit woke it."
+    )
+    relay_batch_size: int = Field(500, description="Most outbox rows published per batch.")
+    relay_max_backoff_s: float = Field(
+        5.0, description="Longest wait between relay retries while the broker is down."
+    )
+    consumer_max_attempts: int = Field(
+        3, description="Tries of one event before it goes to the dead-letter topic."
+    )
+    consumer_fetch_max_wait_ms: int = Field(
+        50, description="Longest the broker parks a fetch waiting for data."
+    )
+    consumer_retry_backoff_s: float = Field(
+        0.2, description="Base wait between tries of a failing event, growing with each try."
+    )
+    idempotency_ttl_h: int = Field(
+        24, description="How long an `Idempotency-Key` and its stored response are kept."
+    )
+    migrate_on_start: bool = Field(
+        True, description="Apply Alembic migrations at startup; off when a migration Job runs."
+    )
 
     @model_validator(mode="after")
     def _fill_defaults_and_refuse_local_secrets(self) -> ServiceSettings:
