@@ -28,6 +28,7 @@ from shared.consumer import EventConsumer, Handler
 from shared.db import Database
 from shared.errors import PROBLEM_RESPONSES, install_error_handlers, problem
 from shared.events.topics import DOMAIN_TOPICS, dlq_topic
+from shared.limits import BodySizeLimit
 from shared.migrations import upgrade
 from shared.observability import RequestContextMiddleware, configure_logging
 from shared.outbox import OutboxRelay
@@ -217,6 +218,7 @@ def create_service_app(
     app.state.runtime = runtime
     app.state.tokens = runtime.tokens
     install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, service=settings.service_name)
     for router in routers:
         app.include_router(router)

@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.observability import request_id_var
@@ -21,6 +22,15 @@ from shared.observability import request_id_var
 log = logging.getLogger(__name__)
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+# Errors that mean the database connection went away or none is free right now.
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.DisconnectionError,
+    sa_exc.TimeoutError,
+    ConnectionError,
+)
 PROBLEM_BASE = "https://community-platform.dev/problems/"
 
 
@@ -145,17 +155,37 @@ def install_error_handlers(app: FastAPI) -> None:
             headers=dict(exc.headers) if exc.headers else None,
         )
 
+    async def on_database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # A dropped connection or an exhausted pool says "not now", not "bug": 503, retry soon.
+        log.warning("database unavailable on %s %s: %r", request.method, request.url.path, exc)
+        return problem(
+            503,
+            code="database-unavailable",
+            title="Database unavailable",
+            detail="The service's database is unreachable right now; retry shortly",
+            instance=request.url.path,
+            headers={"Retry-After": "1"},
+        )
+
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem(500, detail="An unexpected error occurred", instance=request.url.path)
 
+    async def on_database_error(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+            return await on_database_unavailable(request, exc)
+        return await on_unexpected(request, exc)
+
     app.add_exception_handler(DomainError, on_domain_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(sa_exc.DBAPIError, on_database_error)
+    for unavailable in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(unavailable, on_database_unavailable)
     app.add_exception_handler(Exception, on_unexpected)
 
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"description": HTTPStatus(status).phrase, "content": {PROBLEM_CONTENT_TYPE: {}}}
-    for status in (400, 401, 403, 404, 409, 422, 429)
+    for status in (400, 401, 403, 404, 409, 413, 422, 429)
 }

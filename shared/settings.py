@@ -123,6 +123,9 @@ class ServiceSettings(BaseSettings):
     idempotency_ttl_h: int = Field(
         24, description="How long an `Idempotency-Key` and its stored response are kept."
     )
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="Largest request body accepted; larger ones get 413."
+    )
     migrate_on_start: bool = Field(
         True, description="Apply Alembic migrations at startup; off when a migration Job runs."
     )
