@@ -125,11 +125,20 @@ class MemberCreate(_Profile):
 
 
 class MemberUpdate(_Profile):
+    """Only the fields sent change; ``null`` clears an optional field (interests to none)."""
+
     nickname: Nickname | None = None
     interests: Interests | None = None
     password: Password | None = None
     marketing_consent: bool | None = None
     consent_source: str = Field("profile", min_length=1, max_length=32)
+
+    @field_validator("nickname", "password", "marketing_consent", mode="before")
+    @classmethod
+    def _not_clearable(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("cannot be cleared; leave it out to keep it")
+        return value
 
 
 class MemberCard(BaseModel):

@@ -3,7 +3,9 @@
 A rule is a leaf (``{"field": "gender", "values": ["female"]}``) or a group
 (``{"all": [...]}``, ``{"any": [...]}``) nesting up to ``MAX_DEPTH``. The
 compiled condition runs in the database against indexed columns, so counting
-a segment never loads members into Python.
+a segment never loads members into Python. Interests and communities are
+``id IN (subquery)`` rather than correlated ``EXISTS``: PostgreSQL hashes the
+subquery once even under an OR, where an EXISTS would run once per member.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
-from sqlalchemy import ColumnElement, and_, exists, false, or_, select, true
+from sqlalchemy import ColumnElement, and_, false, or_, select, true
 
 from services.members.models import Member, MemberInterest, Membership
 from services.members.taxonomy import (
@@ -184,10 +186,8 @@ def condition(rule: Rule, now: datetime) -> ColumnElement[bool]:
     if isinstance(rule, InterestsRule):
 
         def has(values: list[str]) -> ColumnElement[bool]:
-            return exists(
-                select(MemberInterest.member_id).where(
-                    MemberInterest.member_id == Member.id, MemberInterest.interest.in_(values)
-                )
+            return Member.id.in_(
+                select(MemberInterest.member_id).where(MemberInterest.interest.in_(values))
             )
 
         if rule.match == "any":
@@ -211,10 +211,8 @@ def _in(rule: InRule, now: datetime) -> ColumnElement[bool]:
         ranges = [birth_years_of(AgeBand(v), now.year) for v in rule.values]
         return or_(*(Member.birth_year.between(low, high) for low, high in ranges))
     if rule.field == "community":
-        return exists(
-            select(Membership.member_id).where(
-                Membership.member_id == Member.id, Membership.community_id.in_(rule.values)
-            )
+        return Member.id.in_(
+            select(Membership.member_id).where(Membership.community_id.in_(rule.values))
         )
     column = {
         "gender": Member.gender,

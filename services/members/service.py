@@ -216,8 +216,9 @@ class MemberService:
             if url != member.avatar_url:
                 member.avatar_url = url
                 public_changed.append("avatar_url")
-        if "interests" in given and sorted(given["interests"]) != member.interests:
-            member.interest_rows = [MemberInterest(interest=i) for i in given["interests"]]
+        interests = given.get("interests") or []
+        if "interests" in given and sorted(interests) != member.interests:
+            member.interest_rows = [MemberInterest(interest=i) for i in interests]
             public_changed.append("interests")
         consent_changed = (
             "marketing_consent" in given and given["marketing_consent"] != member.marketing_consent

@@ -278,3 +278,19 @@ async def test_only_the_gateway_may_check_passwords(members: httpx.AsyncClient) 
             "/internal/v1/members/authenticate", json=body, headers=headers
         )
         assert response.status_code == 403
+
+
+async def test_null_clears_optional_fields_and_is_refused_for_required_ones(
+    members: httpx.AsyncClient,
+) -> None:
+    member = await register(members, interests=["tea"], birth_year=1990)
+    path, headers = f"/v1/members/{member['id']}", as_member(member)
+    cleared = await members.patch(
+        path, json={"interests": None, "birth_year": None}, headers=headers
+    )
+    assert cleared.status_code == 200, cleared.text
+    assert (cleared.json()["interests"], cleared.json()["birth_year"]) == ([], None)
+    for field in ("nickname", "password", "marketing_consent"):
+        refused = await members.patch(path, json={field: None}, headers=headers)
+        assert refused.status_code == 422
+        assert refused.json()["errors"][0]["field"] == f"body.{field}"
