@@ -71,6 +71,9 @@ class CommentDeleted(PostEvent):
     comment_id: str
     author_id: str
     deleted_at: datetime
+    post_author_id: str | None = Field(
+        None, description="The post's author (optional for consumers of version 1 events)."
+    )
 
 
 @event_type("reaction.added", topic=CONTENT)
@@ -121,6 +124,9 @@ class PollVoted(PostEvent):
     member_id: str
     option_ids: list[str]
     voted_at: datetime
+    post_author_id: str | None = Field(
+        None, description="The post's author (optional for consumers of version 1 events)."
+    )
 
 
 @event_type("quiz.answered", topic=CONTENT)
@@ -132,6 +138,9 @@ class QuizAnswered(PostEvent):
     max_score: int
     all_correct: bool
     answered_at: datetime
+    post_author_id: str | None = Field(
+        None, description="The post's author (optional for consumers of version 1 events)."
+    )
 
 
 @event_type("survey.answered", topic=CONTENT)
@@ -140,6 +149,9 @@ class SurveyAnswered(PostEvent):
 
     member_id: str
     answered_at: datetime
+    post_author_id: str | None = Field(
+        None, description="The post's author (optional for consumers of version 1 events)."
+    )
 
 
 @event_type("post.reported", topic=CONTENT)
