@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -130,15 +130,16 @@ def _codec(request: Request) -> TokenCodec:
     return codec
 
 
-def optional_principal(request: Request) -> Principal | None:
+# The dependencies are async: a plain def would cost a thread-pool hop on every request.
+async def optional_principal(request: Request) -> Principal | None:
     token = bearer_token(request)
     if token is None:
         return None
     return _codec(request).verify(token)
 
 
-def current_principal(request: Request) -> Principal:
-    principal = optional_principal(request)
+async def current_principal(request: Request) -> Principal:
+    principal = await optional_principal(request)
     if principal is None:
         raise Unauthorized("This endpoint needs a bearer token")
     return principal
@@ -148,10 +149,10 @@ CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]
 
 
-def require_roles(*roles: Role) -> Callable[[Principal], Principal]:
+def require_roles(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
     allowed = frozenset(roles)
 
-    def check(principal: CurrentPrincipal) -> Principal:
+    async def check(principal: CurrentPrincipal) -> Principal:
         if principal.role not in allowed:
             names = ", ".join(sorted(r.value for r in allowed))
             raise Forbidden(f"This action needs one of the roles: {names}")
@@ -162,11 +163,11 @@ def require_roles(*roles: Role) -> Callable[[Principal], Principal]:
 
 def require_scope(
     scope: str, *, staff: Iterable[Role] = (Role.OPERATOR,)
-) -> Callable[[Principal], Principal]:
+) -> Callable[[Principal], Awaitable[Principal]]:
     """Staff roles in ``staff`` pass; partners need ``scope``; everyone else is refused."""
     staff_roles = frozenset(staff)
 
-    def check(principal: CurrentPrincipal) -> Principal:
+    async def check(principal: CurrentPrincipal) -> Principal:
         if principal.role in staff_roles:
             return principal
         if principal.role is Role.PARTNER and principal.has_scope(scope):
