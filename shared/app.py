@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 HOUSEKEEPING_INTERVAL_S = 300.0
 OUTBOX_RETENTION = timedelta(days=3)
 RELAY_TASK = "outbox-relay"
+CONSUMER_TASK = "consumer"
 # Closing the Kafka clients gets at least this long even when stopping used up the budget.
 CLOSE_FLOOR_S = 0.5
 
@@ -116,8 +117,13 @@ async def _stop_background(runtime: ServiceRuntime, deadline: float, *, flush: b
     ``deadline`` is in event-loop time; nothing here waits past it.
     """
     loop = asyncio.get_running_loop()
+    consumer = [t for t in runtime.tasks if t.get_name() == CONSUMER_TASK]
+    if consumer:
+        # Let the consumer finish its batch and commit offsets before anything is cancelled.
+        runtime.consumer.request_stop()
+        await asyncio.wait(consumer, timeout=max(0.1, (deadline - loop.time()) / 2))
     relay = [t for t in runtime.tasks if t.get_name() == RELAY_TASK]
-    others = [t for t in runtime.tasks if t.get_name() != RELAY_TASK]
+    others = [t for t in runtime.tasks if t.get_name() != RELAY_TASK and not t.done()]
     # Consumers and jobs first: the events they commit while stopping still leave in the flush.
     for group in (others, relay):
         for task in group:
@@ -187,7 +193,7 @@ def create_service_app(
         if run_background:
             runtime.spawn(_create_topics_until_done(runtime), "topics")
             runtime.spawn(runtime.relay.run(), RELAY_TASK)
-            runtime.spawn(runtime.consumer.run(), "consumer")
+            runtime.spawn(runtime.consumer.run(), CONSUMER_TASK)
             runtime.spawn(_housekeeping(runtime), "housekeeping")
             for job in jobs:
                 runtime.spawn(run_forever(runtime.db, job), f"job:{job.name}")

@@ -151,6 +151,15 @@ class EventConsumer:
         self._dlq_producer: AIOKafkaProducer | None = None
         self.processed = 0
         self.dead_lettered = 0
+        self._stopping = False
+
+    def request_stop(self) -> None:
+        """Finish the batch in hand, commit its offsets, then return from ``run``.
+
+        Cancelling instead could land between the database commit and the offset
+        commit: harmless (the inbox dedupes the redelivery) but wasteful.
+        """
+        self._stopping = True
 
     async def run(self) -> None:
         """Consume until cancelled, reconnecting with backoff while the broker is away."""
@@ -159,10 +168,13 @@ class EventConsumer:
         failures = 0
         while True:
             error: BaseException | None = None
+            if self._stopping:
+                return
             try:
                 await self._start()
                 failures = 0
                 await self._loop()
+                return
             except asyncio.CancelledError as exc:
                 if really_cancelled():
                     raise
@@ -212,7 +224,7 @@ class EventConsumer:
         assert self._consumer is not None
         consumer = self._consumer
         probed_at = 0.0
-        while True:
+        while not self._stopping:
             now = time.monotonic()
             if now - probed_at > BROKER_PROBE_INTERVAL_S:
                 probed_at = now

@@ -7,7 +7,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.analytics.repository import GrowthRepository
@@ -189,4 +189,30 @@ async def test_a_failure_inside_a_batch_applies_every_event_exactly_once(
         counted = await GrowthRepository(session).registered_between(None, None)
     assert counted == 6
     assert failed_once == {"m-3"}
+    await consumer.db.dispose()
+
+
+async def test_a_requested_stop_commits_the_offsets_of_what_was_applied(
+    databases: Databases, broker: LocalBroker
+) -> None:
+    async def noop(session: AsyncSession, event: ConsumedEvent) -> None:
+        return None
+
+    consumer = await consumer_with(databases, broker, noop)
+    await produce(broker, *(envelope(f"m-{i}").to_json() for i in range(5)))
+    task = asyncio.create_task(consumer.run())
+    await eventually(lambda: consumer.processed == 5)
+    consumer.request_stop()
+    await asyncio.wait_for(task, 10)  # returns by itself: nothing was cancelled
+    await consumer.close()
+    reader = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap_servers, group_id=consumer.group)
+    await reader.start()
+    try:
+        partitions = reader.partitions_for_topic(MEMBERS.name) or set()
+        committed = 0
+        for partition in partitions:
+            committed += await reader.committed(TopicPartition(MEMBERS.name, partition)) or 0
+    finally:
+        await reader.stop()
+    assert committed == 5
     await consumer.db.dispose()
