@@ -103,6 +103,9 @@ def run(
     free_ports: Annotated[
         bool, typer.Option(help="Pick free ports for the services behind the gateway.")
     ] = False,
+    demo: Annotated[
+        bool, typer.Option(help="Fill the platform with demo data once it is up.")
+    ] = False,
 ) -> None:
     """Run everything locally: broker, services, gateway. Ctrl-C stops it all."""
     from shared.runner import Platform
@@ -133,6 +136,8 @@ def run(
     console.print(f"  events    {platform.gateway_url}/v1/events/catalog")
     console.print(f"  broker    {platform.bootstrap_servers}")
     console.print(f"  operator  username [bold]admin[/bold], password [bold]{password}[/bold]")
+    if demo:
+        _fill_with_demo(platform.gateway_url, seed=7, members=2000, active=200)
     console.print("Ctrl-C to stop.")
     try:
         while not stop.wait(1.0):
@@ -192,3 +197,31 @@ def dlq_replay(
 
 if __name__ == "__main__":
     app()
+
+
+def _fill_with_demo(url: str, *, seed: int, members: int, active: int) -> None:
+    from rich.progress import Progress
+
+    from shared.demo import run_demo
+    from shared.settings import LOCAL_ADMIN_PASSWORD
+
+    password = os.environ.get("COMMUNITY_ADMIN_PASSWORD", LOCAL_ADMIN_PASSWORD)
+    with Progress(console=console) as progress:
+        report = asyncio.run(
+            run_demo(url, seed=seed, members=members, active=active,
+                     admin=("admin", password), progress=progress)
+        )  # fmt: skip
+    console.print(f"[green]demo data written:[/green] {report}")
+
+
+@app.command("demo")
+def demo_command(
+    url: Annotated[str, typer.Option(help="Gateway URL of a running platform.")] = (
+        f"http://127.0.0.1:{GATEWAY_PORT}"
+    ),
+    seed: Annotated[int, typer.Option(help="Same seed, same community.")] = 7,
+    members: Annotated[int, typer.Option(min=10, help="How many members to register.")] = 2000,
+    active: Annotated[int, typer.Option(min=5, help="How many of them sign in and post.")] = 200,
+) -> None:
+    """Fill a running platform with a believable brand community through its public API."""
+    _fill_with_demo(url, seed=seed, members=members, active=active)
