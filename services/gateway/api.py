@@ -1,16 +1,19 @@
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from services.gateway.proxy import Gateway
+from services.gateway.repository import StaffRepository
 from services.gateway.schemas import (
     ApiKeyCreate,
     ApiKeyCreated,
     ApiKeyPage,
     ApiKeyRead,
+    ApiKeyRotate,
     TokenResponse,
 )
 from services.gateway.service import gateway_service
@@ -47,9 +50,20 @@ async def issue_token(
     request: Request,
     _: Admitted,
 ) -> TokenResponse:
-    """OAuth2 password grant for staff accounts (operators, moderators)."""
-    principal = await gateway_service.authenticate_staff(session, form.username, form.password)
-    tokens = get_runtime(request).tokens
+    """OAuth2 password grant for staff accounts (operators, moderators) and members.
+
+    Members sign in with their e-mail or phone; the token lists the communities
+    they own or moderate.
+    """
+    runtime = get_runtime(request)
+    try:
+        principal = await gateway_service.authenticate_staff(session, form.username, form.password)
+    except Unauthorized:
+        if await StaffRepository(session).by_username(form.username) is not None:
+            raise  # a staff account with a wrong password is not a member sign-in
+        gateway: Gateway = request.app.state.gateway
+        principal = await gateway.authenticate_member(form.username, form.password, runtime)
+    tokens = runtime.tokens
     return TokenResponse(
         access_token=tokens.issue(principal), expires_in=int(tokens.ttl.total_seconds())
     )
@@ -73,6 +87,16 @@ async def create_api_key(
 async def list_api_keys(session: SessionDep, _: Operator) -> ApiKeyPage:
     keys = await gateway_service.list_api_keys(session)
     return ApiKeyPage(items=[ApiKeyRead.model_validate(k) for k in keys])
+
+
+@router.post("/v1/api-keys/{key_id}/rotate", response_model=ApiKeyCreated, tags=["api-keys"])
+async def rotate_api_key(
+    key_id: str, session: SessionDep, _: Operator, body: ApiKeyRotate | None = None
+) -> ApiKeyCreated:
+    """A new secret, shown in this response only; the old one works for ``overlap_s`` more."""
+    overlap = timedelta(seconds=(body or ApiKeyRotate()).overlap_s)
+    record, key = await gateway_service.rotate_api_key(session, key_id, overlap)
+    return ApiKeyCreated(**ApiKeyRead.model_validate(record).model_dump(), key=key)
 
 
 @router.delete("/v1/api-keys/{key_id}", response_model=ApiKeyRead, tags=["api-keys"])

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.gateway.models import ApiKey, StaffAccount
@@ -25,7 +25,12 @@ class ApiKeyRepository:
         self.session = session
 
     async def by_hash(self, key_hash: str) -> ApiKey | None:
-        return await self.session.scalar(select(ApiKey).where(ApiKey.key_hash == key_hash))
+        """The key whose current secret, or secret replaced by a rotation, has this hash."""
+        return await self.session.scalar(
+            select(ApiKey).where(
+                or_(ApiKey.key_hash == key_hash, ApiKey.previous_key_hash == key_hash)
+            )
+        )
 
     async def get(self, key_id: str) -> ApiKey | None:
         return await self.session.get(ApiKey, key_id)

@@ -14,7 +14,7 @@ from services.gateway.repository import ApiKeyRepository, StaffRepository
 from services.gateway.schemas import ApiKeyCreate
 from shared.auth import Principal, Role, hash_api_key, new_api_key
 from shared.db import utcnow
-from shared.errors import NotFound, Unauthorized
+from shared.errors import Conflict, NotFound, Unauthorized
 
 # scrypt parameters: ~16 MiB and a few tens of ms per check; stdlib, no extra dependency.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
@@ -48,6 +48,10 @@ class InvalidCredentials(Unauthorized):
 
 class ApiKeyNotFound(NotFound):
     title = "API key not found"
+
+
+class ApiKeyRevoked(Conflict):
+    code, title = "api-key-revoked", "API key revoked"
 
 
 class GatewayService:
@@ -108,11 +112,39 @@ class GatewayService:
             record.revoked_at = utcnow()
         return record
 
+    async def rotate_api_key(
+        self, session: AsyncSession, key_id: str, overlap: timedelta
+    ) -> tuple[ApiKey, str]:
+        """A new secret for the key; the current one keeps working for ``overlap``.
+
+        Only the secret being replaced overlaps: a second rotation ends the first
+        one's overlap at once, so at most two secrets are ever valid.
+        """
+        record = await ApiKeyRepository(session).get(key_id)
+        if record is None:
+            raise ApiKeyNotFound(f"No API key with id {key_id}")
+        if record.revoked_at is not None:
+            raise ApiKeyRevoked(f"API key {key_id} is revoked; create a new one")
+        key, prefix = new_api_key()
+        now = utcnow()
+        record.previous_key_hash = record.key_hash if overlap > timedelta(0) else None
+        record.previous_expires_at = now + overlap if overlap > timedelta(0) else None
+        record.key_hash = hash_api_key(key)
+        record.prefix = prefix
+        record.rotated_at = now
+        await session.flush()
+        return record, key
+
     async def authenticate_api_key(self, session: AsyncSession, key: str) -> Principal:
-        record = await ApiKeyRepository(session).by_hash(hash_api_key(key))
+        key_hash = hash_api_key(key)
+        record = await ApiKeyRepository(session).by_hash(key_hash)
         if record is None or record.revoked_at is not None:
             raise Unauthorized("The API key is unknown or revoked")
         now = utcnow()
+        if record.key_hash != key_hash and (
+            record.previous_expires_at is None or record.previous_expires_at <= now
+        ):
+            raise Unauthorized("The API key was rotated and its overlap period is over")
         last = record.last_used_at
         if last is None or now - last > LAST_USED_RESOLUTION:
             record.last_used_at = now

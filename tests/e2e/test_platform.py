@@ -125,6 +125,34 @@ def test_members_get_403_on_operator_metrics(client: httpx.Client) -> None:
     assert response.headers["content-type"] == "application/problem+json"
 
 
+def test_a_member_signs_in_through_the_gateway_and_sees_only_itself(
+    client: httpx.Client,
+) -> None:
+    mei = client.post(
+        "/v1/members",
+        json={"nickname": "Mei", "email": "mei@example.com", "password": "tea with lemon"},
+    ).json()
+    other = client.post("/v1/members", json={"nickname": "Other"}).json()
+    token = client.post(
+        "/v1/auth/token", data={"username": "MEI@example.com", "password": "tea with lemon"}
+    )
+    assert token.status_code == 200, token.text
+    headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    mine = client.get(f"/v1/members/{mei['id']}", headers=headers)
+    assert mine.json()["email"] == "mei@example.com"
+    assert client.get(f"/v1/members/{other['id']}", headers=headers).status_code == 403
+    wrong = client.post(
+        "/v1/auth/token", data={"username": "mei@example.com", "password": "coffee"}
+    )
+    assert wrong.status_code == 401
+    internal = client.post(
+        "/internal/v1/members/authenticate",
+        json={"username": "mei@example.com", "password": "tea with lemon"},
+        headers=headers,
+    )
+    assert internal.status_code == 404, "the gateway never exposes the internal sign-in check"
+
+
 def test_a_killed_service_gives_503_quickly_and_recovers(
     platform: Platform, client: httpx.Client
 ) -> None:

@@ -1,0 +1,377 @@
+"""Sending recorded deliveries: leases per endpoint, Standard Webhooks requests, retries.
+
+How it runs: one loop per replica (``run_forever``, started from the app's
+``on_startup``; a ``ScheduledJob`` would hold one transaction across HTTP calls).
+Each tick it claims endpoints that have a delivery due, taking a lease on the
+endpoint row (``FOR UPDATE SKIP LOCKED`` + a conditional UPDATE, as in
+shared/scheduler.py), and serves each claimed endpoint in its own task:
+
+- across endpoints, up to ``dispatch_concurrency`` tasks at once, so a slow or
+  hung endpoint only holds its own task;
+- within an endpoint, one delivery at a time in the order they were recorded,
+  so a partner sees an endpoint's events in order while nothing fails. A
+  delivery waiting for its retry does not hold back newer ones, and a failure
+  ends the endpoint's turn (a failing endpoint gets one try per tick).
+
+No transaction is open during HTTP. A delivery's outcome is written with a
+conditional UPDATE (``status = 'pending' AND attempts = n``), so it is settled
+once; a replica that dies mid-request leaves its lease to expire and the
+delivery is sent again with the same ``webhook-id`` (at least once; receivers
+dedupe on it, as Standard Webhooks asks).
+
+Retry schedule (``retry_schedule_s``): 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h
+after the 1st..7th failed attempt, each plus up to ``retry_jitter`` (20 %) at
+random; the 8th failure marks the delivery failed (replayable). A 429 or 503
+with ``Retry-After`` waits what the receiver asked for (capped). A 410 disables
+the endpoint at once; an endpoint failing with no success for
+``disable_after_failing_h`` is disabled too; both publish
+``webhook.endpoint_disabled``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import logging
+import random
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.webhooks import events
+from services.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from services.webhooks.repository import (
+    FAILED,
+    SUCCEEDED,
+    DeliveryRepository,
+    EndpointRepository,
+)
+from services.webhooks.service import policy_for
+from services.webhooks.settings import WebhooksSettings
+from services.webhooks.signing import headers_for
+from services.webhooks.ssrf import GuardedTransport, TargetBlocked
+from shared.db import Database, utcnow
+from shared.events.envelope import CONTENT_TYPE
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "community-platform-webhooks/1"
+FETCH_PER_QUERY = 20
+
+
+@dataclass(frozen=True)
+class Target:
+    id: str
+    url: str
+    secrets: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    success: bool
+    status_code: int | None
+    latency_ms: int
+    snippet: str | None
+    error: str | None
+    retry_after_s: float | None = None
+
+    @property
+    def gone(self) -> bool:
+        return self.status_code == 410
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds from a ``Retry-After`` header: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        db: Database,
+        settings: WebhooksSettings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        rng: Callable[[], float] = random.random,
+        name: str | None = None,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.clock = clock
+        self.rng = rng
+        self.name = (name or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")[:64]
+        self.client = httpx.AsyncClient(
+            transport=transport or GuardedTransport(policy_for(settings)),
+            follow_redirects=False,
+            trust_env=False,
+            timeout=httpx.Timeout(settings.total_timeout_s, connect=settings.connect_timeout_s),
+        )
+        self._serving: dict[str, asyncio.Task[int]] = {}
+
+    @property
+    def lease(self) -> timedelta:
+        return timedelta(seconds=self.settings.dispatch_lease_s)
+
+    async def run_once(self) -> int:
+        """Claim what is due now and serve it to the end; how many attempts were made."""
+        tasks = await self.start_due()
+        return sum(await asyncio.gather(*tasks))
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                await self.start_due()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("webhook dispatcher %s: claiming failed", self.name)
+            await asyncio.sleep(self.settings.dispatch_poll_interval_s)
+
+    async def close(self) -> None:
+        tasks = list(self._serving.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.client.aclose()
+
+    async def start_due(self) -> list[asyncio.Task[int]]:
+        free = self.settings.dispatch_concurrency - len(self._serving)
+        if free <= 0:
+            return []
+        now = self.clock()
+        async with self.db.session() as session:
+            endpoints = EndpointRepository(session)
+            candidates = await endpoints.claimable(now, list(self._serving), free)
+            claimed = [
+                endpoint_id
+                for endpoint_id in candidates
+                if await endpoints.take_lease(endpoint_id, self.name, now, now + self.lease)
+            ]
+        tasks = []
+        for endpoint_id in claimed:
+            task = asyncio.create_task(self._serve(endpoint_id), name=f"webhook:{endpoint_id}")
+            self._serving[endpoint_id] = task
+            task.add_done_callback(self._forget(endpoint_id))
+            tasks.append(task)
+        return tasks
+
+    def _forget(self, endpoint_id: str) -> Callable[[asyncio.Task[int]], None]:
+        def done(_: asyncio.Task[int]) -> None:
+            self._serving.pop(endpoint_id, None)
+
+        return done
+
+    async def _serve(self, endpoint_id: str) -> int:
+        attempts = 0
+        try:
+            while attempts < self.settings.dispatch_batch_per_endpoint:
+                limit = min(FETCH_PER_QUERY, self.settings.dispatch_batch_per_endpoint - attempts)
+                async with self.db.session() as session:
+                    endpoint = await EndpointRepository(session).get(endpoint_id)
+                    if endpoint is None or not endpoint.enabled:
+                        return attempts
+                    if endpoint.lease_owner != self.name:
+                        return attempts
+                    target = self._target(endpoint)
+                    due = await DeliveryRepository(session).due_for(
+                        endpoint_id, self.clock(), limit
+                    )
+                if not due:
+                    return attempts
+                sent = await self._send_in_order(target, due)
+                attempts += len(sent)
+                keep_serving = await self._settle(endpoint_id, sent)
+                if not keep_serving or not sent[-1][1].success:
+                    return attempts  # a failing endpoint gets one try per turn
+            return attempts
+        except Exception:
+            log.exception("webhook dispatcher %s: serving %s failed", self.name, endpoint_id)
+            return attempts
+        finally:
+            with contextlib.suppress(Exception):
+                async with self.db.session() as session:
+                    await EndpointRepository(session).release_lease(
+                        endpoint_id, self.name, self.clock()
+                    )
+
+    async def _send_in_order(
+        self, target: Target, due: list[WebhookDelivery]
+    ) -> list[tuple[WebhookDelivery, Outcome]]:
+        """Send one by one until a failure, or until the lease needs renewing.
+
+        Outcomes are written together afterwards (one transaction per batch, not per
+        delivery); a crash before that only means these are sent again, same ids.
+        """
+        sent: list[tuple[WebhookDelivery, Outcome]] = []
+        deadline = time.monotonic() + self.settings.dispatch_lease_s / 3
+        for delivery in due:
+            if delivery.payload is None:
+                continue
+            outcome = await self._send(target, delivery)
+            sent.append((delivery, outcome))
+            if not outcome.success or time.monotonic() > deadline:
+                break
+        return sent
+
+    def _target(self, endpoint: WebhookEndpoint) -> Target:
+        secrets = [endpoint.secret]
+        expires = endpoint.previous_secret_expires_at
+        if endpoint.previous_secret and expires is not None and expires > self.clock():
+            secrets.append(endpoint.previous_secret)
+        return Target(endpoint.id, endpoint.url, tuple(secrets))
+
+    async def _send(self, target: Target, delivery: WebhookDelivery) -> Outcome:
+        assert delivery.payload is not None
+        body = delivery.payload.encode()
+        headers = headers_for(target.secrets, delivery.event_id, int(time.time()), body)
+        headers.update({"content-type": CONTENT_TYPE, "user-agent": USER_AGENT})
+        started = time.perf_counter()
+        status: int | None = None
+        snippet: str | None = None
+        error: str | None = None
+        retry_after: float | None = None
+        try:
+            async with (
+                asyncio.timeout(self.settings.total_timeout_s),
+                self.client.stream("POST", target.url, content=body, headers=headers) as response,
+            ):
+                status = response.status_code
+                snippet = await self._snippet(response)
+                if status in (429, 503):
+                    retry_after = parse_retry_after(
+                        response.headers.get("retry-after"), self.clock()
+                    )
+        except TargetBlocked as exc:
+            error = f"target blocked: {exc}"
+        except (TimeoutError, httpx.TimeoutException):
+            error = f"timed out after {self.settings.total_timeout_s:g} s"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        latency_ms = int((time.perf_counter() - started) * 1000)
+        if status is not None and 300 <= status < 400:
+            error = f"redirect ({status}) not followed"
+        elif status is not None and not 200 <= status < 300:
+            error = f"HTTP {status}"
+        return Outcome(
+            success=status is not None and 200 <= status < 300,
+            status_code=status,
+            latency_ms=latency_ms,
+            snippet=snippet,
+            error=error[:500] if error else None,
+            retry_after_s=retry_after,
+        )
+
+    async def _snippet(self, response: httpx.Response) -> str | None:
+        limit = self.settings.response_snippet_bytes
+        chunks = bytearray()
+        async for chunk in response.aiter_bytes():
+            chunks += chunk
+            if len(chunks) >= limit:
+                break
+        return bytes(chunks[:limit]).decode(errors="replace") if chunks else None
+
+    def retry_delay_s(self, attempt: int, retry_after_s: float | None) -> float | None:
+        """Seconds until the next try after failed attempt number ``attempt``; None: give up."""
+        schedule = self.settings.retry_schedule_s
+        if attempt > len(schedule):
+            return None
+        if retry_after_s is not None:
+            return min(retry_after_s, self.settings.retry_after_max_s)
+        return schedule[attempt - 1] * (1 + self.settings.retry_jitter * self.rng())
+
+    async def _settle(self, endpoint_id: str, sent: list[tuple[WebhookDelivery, Outcome]]) -> bool:
+        """Write the attempts and their effects; whether this replica may keep serving."""
+        if not sent:
+            return True
+        now = self.clock()
+        async with self.db.session() as session:
+            deliveries = DeliveryRepository(session)
+            endpoints = EndpointRepository(session)
+            settled_all = True
+            for delivery, outcome in sent:
+                await deliveries.add_attempt(
+                    WebhookAttempt(
+                        id=str(uuid.uuid4()),
+                        delivery_id=delivery.id,
+                        endpoint_id=endpoint_id,
+                        attempted_at=now,
+                        success=outcome.success,
+                        status_code=outcome.status_code,
+                        latency_ms=outcome.latency_ms,
+                        response_snippet=outcome.snippet,
+                        error=outcome.error,
+                    )
+                )
+                values = self._outcome_values(delivery.attempts + 1, outcome, now)
+                if not await deliveries.settle(delivery.id, delivery.attempts, **values):
+                    settled_all = False  # another sender settled it first
+            endpoint = await endpoints.get(endpoint_id)
+            if endpoint is None:
+                return False
+            await self._track_health(session, endpoint, sent[-1][1], now)
+            renewed = await endpoints.renew_lease(endpoint_id, self.name, now + self.lease)
+            return settled_all and renewed and endpoint.enabled
+
+    def _outcome_values(self, attempt: int, outcome: Outcome, now: datetime) -> dict[str, object]:
+        values: dict[str, object] = {
+            "attempts": attempt,
+            "last_attempt_at": now,
+            "last_status_code": outcome.status_code,
+            "last_error": outcome.error,
+        }
+        if outcome.success:
+            values.update(status=SUCCEEDED, delivered_at=now)
+            return values
+        delay = self.retry_delay_s(attempt, outcome.retry_after_s)
+        if delay is None:
+            values["status"] = FAILED
+        else:
+            values["next_attempt_at"] = now + timedelta(seconds=delay)
+        return values
+
+    async def _track_health(
+        self, session: AsyncSession, endpoint: WebhookEndpoint, outcome: Outcome, now: datetime
+    ) -> None:
+        if outcome.success:
+            endpoint.failing_since = None
+            return
+        if endpoint.failing_since is None:
+            endpoint.failing_since = now
+        if not endpoint.enabled:
+            return
+        limit = timedelta(hours=self.settings.disable_after_failing_h)
+        if outcome.gone:
+            await self._disable(session, endpoint, "the endpoint answered 410 Gone", now)
+        elif now - endpoint.failing_since >= limit:
+            since = endpoint.failing_since.isoformat()
+            await self._disable(session, endpoint, f"failing without a success since {since}", now)
+
+    async def _disable(
+        self, session: AsyncSession, endpoint: WebhookEndpoint, reason: str, now: datetime
+    ) -> None:
+        endpoint.enabled = False
+        endpoint.disabled_reason = reason
+        endpoint.disabled_at = now
+        endpoint.updated_at = now
+        await session.flush()
+        await events.endpoint_disabled(session, endpoint)
+        log.warning("webhook endpoint %s disabled: %s", endpoint.id, reason)
