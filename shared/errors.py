@@ -174,6 +174,15 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_database_error(request: Request, exc: Exception) -> JSONResponse:
         if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
             return await on_database_unavailable(request, exc)
+        if _is_data_error(exc):
+            # Input the database cannot store (a NUL character in text, say): the client's to fix.
+            return problem(
+                422,
+                code="unstorable-value",
+                title="Value cannot be stored",
+                detail="A value in the request cannot be stored (for example a NUL character)",
+                instance=request.url.path,
+            )
         return await on_unexpected(request, exc)
 
     app.add_exception_handler(DomainError, on_domain_error)
@@ -183,6 +192,14 @@ def install_error_handlers(app: FastAPI) -> None:
     for unavailable in DATABASE_UNAVAILABLE:
         app.add_exception_handler(unavailable, on_database_unavailable)
     app.add_exception_handler(Exception, on_unexpected)
+
+
+def _is_data_error(exc: Exception) -> bool:
+    """A value the database refuses to store: SQLAlchemy's DataError or SQLSTATE class 22."""
+    if isinstance(exc, sa_exc.DataError):
+        return True
+    sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith("22")
 
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {

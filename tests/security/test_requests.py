@@ -109,7 +109,7 @@ async def test_an_oversize_streamed_body_is_413(service: httpx.AsyncClient) -> N
 async def test_injection_in_path_is_a_plain_404(service: httpx.AsyncClient, member_id: str) -> None:
     await service.post("/v1/members", json={"nickname": "still here"})
     response = await service.get(f"/v1/members/{member_id}", headers=auth(Role.OPERATOR))
-    assert response.status_code in (404, 414), response.text
+    assert response.status_code in (404, 414, 422), response.text
     listed = await service.get("/v1/members", headers=auth(Role.OPERATOR))
     assert [m["nickname"] for m in listed.json()["items"]] == ["still here"]
 
@@ -135,3 +135,9 @@ async def test_a_hostile_request_id_is_replaced(service: httpx.AsyncClient) -> N
     response = await service.get("/healthz", headers={"X-Request-ID": "a" * 500})
     assert response.headers["x-request-id"] != "a" * 500
     assert len(response.headers["x-request-id"]) <= 200
+
+
+async def test_nul_characters_in_text_are_refused_not_a_500(service: httpx.AsyncClient) -> None:
+    response = await service.post("/v1/members", json={"nickname": "nul\u0000byte"})
+    assert response.status_code in (201, 422), response.text
+    assert response.headers["content-type"].startswith("application/")

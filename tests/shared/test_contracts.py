@@ -31,7 +31,7 @@ def test_every_registered_event_type_is_in_the_catalogue() -> None:
 
 # A reminder about something still to come cannot be past tense.
 FORWARD_LOOKING = {"points.expiring"}
-IRREGULAR_PAST = {"spent", "hidden", "left"}
+IRREGULAR_PAST = {"spent", "hidden", "left", "drawn", "cast"}
 
 
 def test_event_names_are_past_tense_aggregate_dot_verb() -> None:
@@ -47,6 +47,9 @@ def test_production_refuses_the_local_jwt_secret(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(ValidationError, match="COMMUNITY_JWT_SECRET"):
         MembersSettings()
     monkeypatch.setenv("COMMUNITY_JWT_SECRET", "x" * 40)
+    with pytest.raises(ValidationError, match="MEMBERS_CONTACT_KEY"):
+        MembersSettings()
+    monkeypatch.setenv("MEMBERS_CONTACT_KEY", "k" * 40)
     assert MembersSettings().profile == "production"
 
 
