@@ -1,0 +1,229 @@
+"""Mixed load through the gateway with every service running as its own process.
+
+Starts the platform (Tansu + six services + gateway, SQLite under a temp dir, or
+PostgreSQL with ``--postgres``), fills it with ``shared.demo`` (small), then runs
+C concurrent clients for D seconds with a realistic mix:
+
+- 70% reads: community feeds (``GET /v1/posts``) and the member's own profile;
+- 20% interactions: views and likes on posts (first-time per member and post);
+- 10% campaign actions: a daily check-in (first time per member) or the
+  challenge's leaderboard when everyone has checked in.
+
+Prints requests/s, latency p50/p95/p99, the error rate, event-to-metric
+freshness sampled during the run (``now - as_of`` of the analytics overview),
+and the gateway's overhead: the same profile read sent directly to the members
+service and through the gateway, sequentially, in the same run.
+
+    .venv/bin/python bench/load_mix.py --duration 60 --concurrency 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import tempfile
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from shared.broker import free_port
+from shared.demo import Demo
+from shared.runner import Platform
+from shared.settings import SERVICE_PORTS
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    if len(values) < 2:
+        return {"p50": values[0] if values else 0.0, "p95": 0.0, "p99": 0.0}
+    cuts = statistics.quantiles(values, n=100, method="inclusive")
+    return {"p50": round(cuts[49], 1), "p95": round(cuts[94], 1), "p99": round(cuts[98], 1)}
+
+
+class Load:
+    def __init__(self, client: httpx.AsyncClient, demo: Demo, seed: int) -> None:
+        self.http = client
+        self.demo = demo
+        self.rng = random.Random(seed)
+        self.latencies: list[float] = []
+        self.statuses: Counter[int] = Counter()
+        self.kinds: Counter[str] = Counter()
+        self.members = [p for p in demo.people if p["id"] in demo.tokens]
+        self.untouched = [
+            (m["id"], post["id"]) for post in demo.posts for m in self.members
+        ]  # fmt: skip
+        self.rng.shuffle(self.untouched)
+        self.checkin_campaign: str | None = None
+        self.not_checked_in = [m["id"] for m in self.members]
+
+    async def request(self, kind: str, method: str, path: str, **kwargs: Any) -> None:
+        started = time.perf_counter()
+        response = await self.http.request(method, path, **kwargs)
+        self.latencies.append((time.perf_counter() - started) * 1000)
+        self.statuses[response.status_code] += 1
+        self.kinds[kind] += 1
+
+    async def one(self) -> None:
+        roll = self.rng.random()
+        member = self.rng.choice(self.members)
+        headers = self.demo.tokens[member["id"]]
+        if roll < 0.5:
+            community = self.rng.choice(self.demo.communities)
+            await self.request("feed", "GET", "/v1/posts",
+                               params={"community_id": community["id"], "limit": 20},
+                               headers=headers)  # fmt: skip
+        elif roll < 0.7:
+            await self.request("profile", "GET", f"/v1/members/{member['id']}", headers=headers)
+        elif roll < 0.9 and self.untouched:
+            member_id, post_id = self.untouched.pop()
+            headers = self.demo.tokens[member_id]
+            if roll < 0.8:
+                await self.request("view", "POST", f"/v1/posts/{post_id}/views", json={},
+                                   headers=headers)  # fmt: skip
+            else:
+                await self.request("like", "POST", f"/v1/posts/{post_id}/reactions",
+                                   json={"kind": "like"}, headers=headers)  # fmt: skip
+        elif self.checkin_campaign and self.not_checked_in:
+            member_id = self.not_checked_in.pop()
+            await self.request(
+                "check-in", "POST", f"/v1/campaigns/{self.checkin_campaign}/checkins", json={},
+                headers=self.demo.tokens[member_id],
+            )  # fmt: skip
+        elif self.checkin_campaign:
+            await self.request("leaderboard", "GET",
+                               f"/v1/campaigns/{self.checkin_campaign}/leaderboard",
+                               headers=headers)  # fmt: skip
+        else:
+            await self.request("profile", "GET", f"/v1/members/{member['id']}", headers=headers)
+
+    async def run(self, duration_s: float, concurrency: int) -> float:
+        deadline = time.perf_counter() + duration_s
+
+        async def worker() -> None:
+            while time.perf_counter() < deadline:
+                await self.one()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return time.perf_counter() - started
+
+
+async def freshness(client: httpx.AsyncClient, operator: dict[str, str], stop: asyncio.Event,
+                    samples: list[float]) -> None:  # fmt: skip
+    """``now - as_of`` of the analytics overview, while the load runs."""
+    while not stop.is_set():
+        response = await client.get("/v1/metrics/overview", headers=operator)
+        as_of = response.json().get("as_of") if response.status_code == 200 else None
+        if as_of:
+            lag = datetime.now(UTC) - datetime.fromisoformat(as_of.replace("Z", "+00:00"))
+            samples.append(lag.total_seconds() * 1000)
+        await asyncio.sleep(0.5)
+
+
+async def gateway_overhead(platform: Platform, demo: Demo, rounds: int) -> dict[str, Any]:
+    member = next(p for p in demo.people if p["id"] in demo.tokens)
+    headers = demo.tokens[member["id"]]
+    path = f"/v1/members/{member['id']}"
+    results: dict[str, list[float]] = {}
+    for name, base in (("direct", platform.url("members")), ("gateway", platform.gateway_url)):
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            for _ in range(20):
+                await client.get(path, headers=headers)
+            times = []
+            for _ in range(rounds):
+                started = time.perf_counter()
+                response = await client.get(path, headers=headers)
+                times.append((time.perf_counter() - started) * 1000)
+                assert response.status_code == 200, response.text
+            results[name] = times
+    direct, gateway = percentiles(results["direct"]), percentiles(results["gateway"])
+    return {
+        "direct_ms": direct,
+        "gateway_ms": gateway,
+        "overhead_ratio_p50": round(gateway["p50"] / direct["p50"], 2),
+    }
+
+
+async def prepare_campaign(client: httpx.AsyncClient, demo: Demo, load: Load) -> None:
+    """A check-in challenge in the first community, live now, if the campaigns API answers."""
+    now = datetime.now(UTC)
+    body = {
+        "name": f"load check-in {uuid.uuid4().hex[:6]}", "type": "checkin",
+        "objective": "engagement", "community_id": demo.communities[0]["id"],
+        "starts_at": now.isoformat(), "ends_at": now.replace(year=now.year + 1).isoformat(),
+        "rules": {"days": 21},
+    }  # fmt: skip
+    created = await client.post("/v1/campaigns", json=body, headers=demo.operator)
+    if created.status_code != 201:
+        print(f"campaigns: no check-in campaign ({created.status_code}); mix uses reads instead")
+        return
+    campaign = created.json()
+    launched = await client.post(f"/v1/campaigns/{campaign['id']}/launch", headers=demo.operator)
+    if launched.status_code == 200:
+        load.checkin_campaign = campaign["id"]
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {"COMMUNITY_LOG_LEVEL": "WARNING", "GATEWAY_RATE_LIMIT_PER_MIN": "1000000"}
+        if args.postgres:
+            env |= {f"{s.upper()}_DATABASE_URL": f"{args.postgres}/{s}" for s in SERVICE_PORTS}
+        with Platform(Path(tmp), gateway_port=free_port(), free_ports=True, env=env) as platform:
+            limits = httpx.Limits(max_connections=256)
+            async with httpx.AsyncClient(
+                base_url=platform.gateway_url, timeout=30, limits=limits
+            ) as client:
+                demo = Demo(client, seed=args.seed, members=args.members, active=args.active,
+                            admin=("admin", "admin"))  # fmt: skip
+                await demo.run()
+                load = Load(client, demo, args.seed)
+                await prepare_campaign(client, demo, load)
+                stop, samples = asyncio.Event(), []
+                probe = asyncio.create_task(freshness(client, demo.operator, stop, samples))
+                elapsed = await load.run(args.duration, args.concurrency)
+                stop.set()
+                await probe
+                total = sum(load.statuses.values())
+                errors = sum(n for status, n in load.statuses.items() if status >= 400)
+                report = {
+                    "duration_s": round(elapsed, 1),
+                    "concurrency": args.concurrency,
+                    "requests": total,
+                    "requests_per_s": round(total / elapsed),
+                    "latency_ms": percentiles(load.latencies),
+                    "error_rate": round(errors / total, 4) if total else None,
+                    "statuses": dict(load.statuses),
+                    "mix": dict(load.kinds),
+                    "freshness_ms": percentiles(samples) if samples else "no as_of field",
+                }
+            report["gateway_overhead"] = await gateway_overhead(platform, demo, args.rounds)
+    return report
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--duration", type=float, default=60)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--members", type=int, default=400)
+    parser.add_argument("--active", type=int, default=150)
+    parser.add_argument("--rounds", type=int, default=500, help="gateway overhead samples")
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--postgres", help="server URL without database, e.g. "
+                        "postgresql+asyncpg://postgres@127.0.0.1:5432 (databases per service "
+                        "must exist)")  # fmt: skip
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    if args.quick:
+        args.duration, args.members, args.active, args.rounds = 10, 60, 30, 100
+    return args
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(main(parse_args())), indent=2))
