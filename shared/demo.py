@@ -239,7 +239,7 @@ class Demo:
         body: dict[str, Any] = {
             "type": kind, "community_id": community["id"],
             "title": f"{community['name']} #{n}",
-            "body": self.rng.choice(LINES).format(n=n % 21 + 1),
+            "body": f"{self.rng.choice(LINES).format(n=n % 21 + 1)} ({community['name']} #{n})",
             "tags": self.rng.sample(INTERESTS, 2),
         }  # fmt: skip
         if kind == "image_text":

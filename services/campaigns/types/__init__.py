@@ -1,0 +1,1 @@
+"""Rules of each campaign type, one module per type."""
