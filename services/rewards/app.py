@@ -4,8 +4,10 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.rewards.api import router
-from services.rewards.consumers import SUBSCRIPTIONS
+from services.rewards.api import routers
+from services.rewards.consumers import subscriptions
+from services.rewards.jobs import scheduled_jobs
+from services.rewards.service import RewardsService
 from services.rewards.settings import RewardsSettings
 from shared.app import create_service_app
 
@@ -13,12 +15,17 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def create_app(settings: RewardsSettings | None = None, *, run_background: bool = True) -> FastAPI:
-    return create_service_app(
-        settings or RewardsSettings(),
+    settings = settings or RewardsSettings()
+    rewards = RewardsService(settings)
+    app = create_service_app(
+        settings,
         title="Rewards",
         description="Points ledger, earning rules, expiry, fan tiers, coupons, catalogue.",
-        routers=[router],
+        routers=routers,
         migrations=MIGRATIONS,
-        subscriptions=SUBSCRIPTIONS,
+        subscriptions=subscriptions(rewards),
+        jobs=scheduled_jobs(rewards),
         run_background=run_background,
     )
+    app.state.rewards = rewards
+    return app

@@ -1,7 +1,33 @@
-"""What the rewards service subscribes to: ``{event type: handler}``."""
+"""What the rewards service subscribes to: ``{event type: handler}``.
+
+Every earnable event goes through the earning rules; the event id is the ledger
+entry's unique ``source``, so even a bypassed inbox cannot pay twice.
+"""
 
 from __future__ import annotations
 
-from shared.consumer import Handler
+from sqlalchemy.ext.asyncio import AsyncSession
 
-SUBSCRIPTIONS: dict[str, Handler] = {}
+from services.rewards.earning import EARNABLE
+from services.rewards.service import RewardsService
+from shared.consumer import ConsumedEvent, Handler
+from shared.events.contracts.campaigns import CampaignRewardGranted
+from shared.events.contracts.members import MemberErased
+
+
+def subscriptions(rewards: RewardsService) -> dict[str, Handler]:
+    async def on_earning_event(session: AsyncSession, event: ConsumedEvent) -> None:
+        await rewards.earning.apply(session, event.envelope.type, event.data, source=event.id)
+
+    async def on_campaign_reward_granted(session: AsyncSession, event: ConsumedEvent) -> None:
+        data: CampaignRewardGranted = event.data
+        await rewards.grant(session, data)
+
+    async def on_member_erased(session: AsyncSession, event: ConsumedEvent) -> None:
+        data: MemberErased = event.data
+        await rewards.erase_member(session, data.member_id)
+
+    handlers: dict[str, Handler] = dict.fromkeys(EARNABLE, on_earning_event)
+    handlers["campaign.reward_granted"] = on_campaign_reward_granted
+    handlers["member.erased"] = on_member_erased
+    return handlers

@@ -1,0 +1,371 @@
+"""Rewards ledger benchmark: spends/s via the API and earned events/s via the consumer.
+
+Per database backend (SQLite in a temp dir; PostgreSQL at 127.0.0.1:5432 unless
+``--no-postgres``, in a fresh database created and dropped here):
+
+1. spends via the API: ``POST /v1/redemptions`` (Idempotency-Key, item price 1, unlimited stock)
+   from ``--concurrency`` workers spread over ``--members`` members, through the real app
+   (TransactionalRoute, idempotency keys, conditional UPDATEs, lots, double-entry lines,
+   outbox) on an in-process ASGI client, as the tests drive it: no uvicorn, no sockets.
+   Latency per request: p50/p95/p99.
+   Baseline in the same run: the smallest useful spend in raw SQL on the same engine (one
+   transaction: conditional UPDATE of the balance + one INSERT), same workers and members.
+2. earned events via the consumer: ``reaction.added`` records (one rule pays 5 points) through
+   ``EventConsumer.handle_batch`` in batches of 500, the path the Kafka loop calls, minus the
+   broker. Baseline: the same records through a consumer whose handler does nothing, so the
+   inbox insert and envelope parsing alone.
+
+    .venv/bin/python bench/rewards_ledger.py            # full
+    .venv/bin/python bench/rewards_ledger.py --quick    # a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiokafka.structs import ConsumerRecord
+from report import BenchRows
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from services.rewards.app import create_app
+from services.rewards.schemas import CouponKind, CouponTemplateCreate
+from services.rewards.service import RewardsService
+from services.rewards.settings import RewardsSettings
+from shared.auth import Principal, Role, TokenCodec
+from shared.consumer import ConsumedEvent, EventConsumer
+from shared.db import Database
+from shared.events.contracts.content import ReactionAdded
+from shared.events.envelope import CloudEvent
+from shared.events.registry import spec_of
+from shared.settings import LOCAL_JWT_SECRET
+
+PG_ADMIN = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+
+
+def percentiles(values: list[float]) -> tuple[float, float, float]:
+    cuts = statistics.quantiles(values, n=100, method="inclusive")
+    return cuts[49], cuts[94], cuts[98]
+
+
+@dataclass
+class Result:
+    name: str
+    count: int
+    seconds: float
+    latencies_ms: list[float]
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.seconds
+
+    def line(self, baseline: Result | None = None) -> str:
+        text_ = f"  {self.name:<34} {self.rate:>9.0f}/s"
+        if self.latencies_ms:
+            p50, p95, p99 = percentiles(self.latencies_ms)
+            text_ += f"   p50 {p50:6.1f} ms  p95 {p95:6.1f} ms  p99 {p99:6.1f} ms"
+        if baseline is not None:
+            text_ += f"   ({self.rate / baseline.rate:.2f}x baseline)"
+        return text_
+
+
+async def run_workers(
+    total: int, concurrency: int, one: Callable[[int], Awaitable[None]]
+) -> tuple[float, list[float]]:
+    latencies: list[float] = []
+    counter = iter(range(total))
+
+    async def worker() -> None:
+        for i in counter:
+            started = time.perf_counter()
+            await one(i)
+            latencies.append((time.perf_counter() - started) * 1000)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - started, latencies
+
+
+def tokens(members: list[str]) -> dict[str, str]:
+    codec = TokenCodec(LOCAL_JWT_SECRET)
+    return {m: f"Bearer {codec.issue(Principal(subject=m, role=Role.MEMBER))}" for m in members}
+
+
+async def seed_balances(rewards: RewardsService, db: Database, members: list[str]) -> None:
+    async with db.session() as session:
+        for member in members:
+            await rewards.ledger.adjust(
+                session,
+                member_id=member,
+                amount=1_000_000,
+                reason="bench seed",
+                operator_id="bench",
+                source=f"seed:{member}",
+            )
+
+
+async def bench_spends(url: str, args: argparse.Namespace) -> tuple[Result, Result]:
+    settings = RewardsSettings.model_validate({"database_url": url, "log_json": False})
+    app = create_app(settings, run_background=False)
+    rewards: RewardsService = app.state.rewards
+    members = [str(uuid.uuid4()) for _ in range(args.members)]
+    auth = tokens(members)
+    operator = TokenCodec(LOCAL_JWT_SECRET).issue(Principal(subject="op", role=Role.OPERATOR))
+    async with app.router.lifespan_context(app):
+        runtime = app.state.runtime
+        await seed_balances(rewards, runtime.db, members)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+            item = await client.post(
+                "/v1/catalog",
+                json={"name": "Sticker", "kind": "digital", "points_price": 1},
+                headers={"Authorization": f"Bearer {operator}"},
+            )
+            item_id = item.json()["id"]
+            failures = 0
+
+            async def spend(i: int) -> None:
+                nonlocal failures
+                member = members[i % len(members)]
+                response = await client.post(
+                    "/v1/redemptions",
+                    json={"item_id": item_id},
+                    headers={"Authorization": auth[member], "Idempotency-Key": f"k{i}"},
+                )
+                if response.status_code != 201:
+                    failures += 1
+
+            await run_workers(min(200, args.spends), args.concurrency, spend)  # warm-up
+            seconds, latencies = await run_workers(args.spends, args.concurrency, spend)
+            if failures:
+                print(f"  !! {failures} spends failed")
+            audit = await client.get(
+                "/v1/accounts/audit", headers={"Authorization": f"Bearer {operator}"}
+            )
+            if not audit.json()["balanced"]:
+                print("  !! audit does not balance")
+
+        ours = Result("spends via API (redemptions)", args.spends, seconds, latencies)
+
+        # Baseline: the bare minimum a spend needs, on the same engine.
+        db = runtime.db
+
+        async def raw_spend(i: int) -> None:
+            member = members[i % len(members)]
+            async with db.session() as session:
+                moved = await session.execute(
+                    text(
+                        "UPDATE accounts SET available = available - 1 "
+                        "WHERE member_id = :m AND available >= 1"
+                    ),
+                    {"m": member},
+                )
+                assert moved.rowcount == 1  # type: ignore[attr-defined]
+                await session.execute(
+                    text(
+                        "INSERT INTO ledger_entries (id, member_id, kind, reason_code, reason, "
+                        "amount, available_delta, pending_delta, source, occurred_at, created_at) "
+                        "VALUES (:id, :m, 'spend', 'bench', 'bench', -1, -1, 0, :id, :t, :t)"
+                    ),
+                    {"id": str(uuid.uuid4()), "m": member, "t": datetime.now(UTC)},
+                )
+
+        seconds, latencies = await run_workers(args.spends, args.concurrency, raw_spend)
+        base = Result("baseline: raw UPDATE+INSERT", args.spends, seconds, latencies)
+    return ours, base
+
+
+def reaction_record(author: str, offset: int) -> ConsumerRecord[bytes, bytes]:
+    data = ReactionAdded(
+        post_id=str(uuid.uuid4()),
+        community_id="c-1",
+        member_id=str(uuid.uuid4()),
+        kind="like",
+        post_author_id=author,
+        reacted_at=datetime.now(UTC),
+    )
+    spec = spec_of(data)
+    value = CloudEvent(
+        source="/services/content",
+        type=spec.name,
+        subject=author,
+        data=data.model_dump(mode="json"),
+    ).to_json()
+    return ConsumerRecord(
+        topic=spec.topic.name,
+        partition=0,
+        offset=offset,
+        timestamp=0,
+        timestamp_type=0,
+        key=author.encode(),
+        value=value,
+        checksum=None,
+        serialized_key_size=len(author),
+        serialized_value_size=len(value),
+        headers=[],
+    )
+
+
+async def bench_consumer(url: str, args: argparse.Namespace) -> tuple[Result, Result]:
+    settings = RewardsSettings.model_validate({"database_url": url, "log_json": False})
+    app = create_app(settings, run_background=False)
+    operator = TokenCodec(LOCAL_JWT_SECRET).issue(Principal(subject="op", role=Role.OPERATOR))
+    authors = [str(uuid.uuid4()) for _ in range(args.members)]
+    async with app.router.lifespan_context(app):
+        runtime = app.state.runtime
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+            await client.post(
+                "/v1/earning-rules",
+                json={"name": "likes", "event_type": "reaction.added", "points": 5},
+                headers={"Authorization": f"Bearer {operator}"},
+            )
+
+        async def through(consumer: EventConsumer, name: str) -> Result:
+            records = [reaction_record(authors[i % len(authors)], i) for i in range(args.events)]
+            started = time.perf_counter()
+            for i in range(0, len(records), 500):
+                await consumer.handle_batch(records[i : i + 500])
+            return Result(name, len(records), time.perf_counter() - started, [])
+
+        ours = await through(runtime.consumer, "earned events via consumer")
+
+        async def nothing(_session: Any, _event: ConsumedEvent) -> None:
+            return None
+
+        bare = EventConsumer(
+            runtime.db, settings, {"reaction.added": nothing}, group="bench-baseline"
+        )
+        base = await through(bare, "baseline: inbox only, no-op handler")
+        async with runtime.db.session() as session:
+            earned = await session.scalar(text("SELECT count(*) FROM ledger_entries"))
+        if earned != args.events:
+            print(f"  !! expected {args.events} entries, found {earned}")
+    return ours, base
+
+
+async def bench_codes(url: str, args: argparse.Namespace) -> Result:
+    """100k coupon codes in one request's worth of work: generate + bulk insert."""
+    settings = RewardsSettings.model_validate({"database_url": url, "log_json": False})
+    app = create_app(settings, run_background=False)
+    rewards: RewardsService = app.state.rewards
+    async with app.router.lifespan_context(app):
+        db = app.state.runtime.db
+        async with db.session() as session:
+            template = await rewards.coupons.create_template(
+                session, CouponTemplateCreate(name="bench", kind=CouponKind.FREE_SHIPPING)
+            )
+        started = time.perf_counter()
+        async with db.session() as session:
+            codes = await rewards.coupons.generate(session, template.id, args.codes)
+        seconds = time.perf_counter() - started
+    return Result(f"coupon codes generated (1 x {len(codes)})", len(codes), seconds, [])
+
+
+async def with_pg_database(run: Callable[[str], Awaitable[None]]) -> None:
+    name = f"rewards_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_async_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'CREATE DATABASE "{name}"'))
+        await run(f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}")
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small counts, a smoke run")
+    parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--spends", type=int, default=3000)
+    parser.add_argument("--events", type=int, default=10000)
+    parser.add_argument("--members", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--codes", type=int, default=100_000)
+    args = parser.parse_args()
+    if args.quick:
+        args.spends, args.events, args.codes = 300, 1000, 10_000
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("shared").setLevel(logging.WARNING)
+
+    rows = BenchRows(__file__)
+
+    async def one_backend(label: str) -> None:
+        print(f"\n{label}: {args.spends} spends x {args.concurrency} workers, {args.events} events")
+
+        async def spends(url: str) -> None:
+            ours, base = await bench_spends(url, args)
+            print(base.line())
+            print(ours.line(base))
+            p50, p95, p99 = percentiles(ours.latencies_ms)
+            rows.add(
+                lane=label,
+                what=f"spends via POST /v1/redemptions, {args.spends} x {args.concurrency} "
+                f"workers over {args.members} members (ASGI in process)",
+                figure=ours.rate,
+                unit="spends/s",
+                baseline="raw UPDATE balance + INSERT entry per spend, same workers",
+                baseline_figure=base.rate,
+                p50_ms=p50,
+                p95_ms=p95,
+                p99_ms=p99,
+                target=">= 1,000 spends/s, p99 < 50 ms (PostgreSQL)",
+                met=ours.rate >= 1000 and p99 < 50 if label == "postgresql" else None,
+            )
+
+        async def events(url: str) -> None:
+            ours, base = await bench_consumer(url, args)
+            print(base.line())
+            print(ours.line(base))
+            rows.add(
+                lane=label,
+                what=f"earned points from {args.events} reaction.added via the consumer, "
+                "batches of 500",
+                figure=ours.rate,
+                unit="events/s",
+                baseline="same records, no-op handler (inbox and parsing only)",
+                baseline_figure=base.rate,
+                target=">= 2,000 earned events/s",
+                met=ours.rate >= 2000,
+            )
+
+        async def codes(url: str) -> None:
+            result = await bench_codes(url, args)
+            print(result.line())
+            rows.add(
+                lane=label,
+                what=f"coupon codes generated and inserted in one transaction ({result.count:,})",
+                figure=result.rate,
+                unit="codes/s",
+                baseline="none in this bench",
+            )
+
+        for part in (spends, events, codes):
+            if label == "postgresql":
+                await with_pg_database(part)
+            else:
+                with tempfile.TemporaryDirectory() as tmp:
+                    await part(f"sqlite+aiosqlite:///{Path(tmp) / 'rewards.db'}")
+
+    await one_backend("sqlite")
+    if not args.no_postgres:
+        await one_backend("postgresql")
+    rows.emit()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

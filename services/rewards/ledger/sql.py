@@ -1,0 +1,119 @@
+"""The ledger's hot statements, built once: every earned event and every spend runs them.
+
+Building a SQLAlchemy statement costs more Python time than PostgreSQL needs to run
+these; prebuilt statements with bind parameters keep the per-event overhead low.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any, cast
+
+from sqlalchemy import Integer, Table, bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from services.rewards.models import Account, LedgerEntry, LedgerLine, Lot
+
+ACCOUNTS = cast(Table, Account.__table__)
+ENTRIES = cast(Table, LedgerEntry.__table__)
+LINES = cast(Table, LedgerLine.__table__)
+LOTS = cast(Table, Lot.__table__)
+BALANCE = (ACCOUNTS.c.available, ACCOUNTS.c.pending, ACCOUNTS.c.lifetime, ACCOUNTS.c.tier_code)
+
+
+def _insert(dialect: str, table: Table) -> Any:
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+@cache
+def lock_account(dialect: str) -> Any:
+    """Create-or-touch the account row: a row lock on PostgreSQL, the write lock on SQLite."""
+    stmt = _insert(dialect, ACCOUNTS).values(
+        member_id=bindparam("b_member"),
+        available=0,
+        pending=0,
+        lifetime=0,
+        created_at=bindparam("b_now"),
+        updated_at=bindparam("b_now"),
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=["member_id"], set_={"updated_at": stmt.excluded.updated_at}
+    ).returning(*BALANCE)
+
+
+@cache
+def credit_account(dialect: str) -> Any:
+    """Create-or-credit in one statement, for postings that need nothing read first."""
+    stmt = _insert(dialect, ACCOUNTS).values(
+        member_id=bindparam("b_member"),
+        available=bindparam("b_available"),
+        pending=bindparam("b_pending"),
+        lifetime=bindparam("b_lifetime"),
+        created_at=bindparam("b_now"),
+        updated_at=bindparam("b_now"),
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=["member_id"],
+        set_={
+            "available": ACCOUNTS.c.available + stmt.excluded.available,
+            "pending": ACCOUNTS.c.pending + stmt.excluded.pending,
+            "lifetime": ACCOUNTS.c.lifetime + stmt.excluded.lifetime,
+            "updated_at": stmt.excluded.updated_at,
+        },
+    ).returning(*BALANCE)
+
+
+@cache
+def insert_entry(dialect: str) -> Any:
+    return (
+        _insert(dialect, ENTRIES)
+        .on_conflict_do_nothing(index_elements=["source"])
+        .returning(ENTRIES.c.id)
+    )
+
+
+MOVE = (
+    update(ACCOUNTS)
+    .where(ACCOUNTS.c.member_id == bindparam("b_member"))
+    .values(
+        available=ACCOUNTS.c.available + bindparam("b_available"),
+        pending=ACCOUNTS.c.pending + bindparam("b_pending"),
+        lifetime=ACCOUNTS.c.lifetime + bindparam("b_lifetime"),
+        updated_at=bindparam("b_now"),
+    )
+    .returning(*BALANCE)
+)
+
+DEBIT = (
+    update(ACCOUNTS)
+    .where(
+        ACCOUNTS.c.member_id == bindparam("b_member"),
+        ACCOUNTS.c.available >= bindparam("b_amount"),
+    )
+    .values(available=ACCOUNTS.c.available - bindparam("b_amount"), updated_at=bindparam("b_now"))
+    .returning(*BALANCE)
+)
+
+AVAILABLE_BALANCE = select(ACCOUNTS.c.available).where(
+    ACCOUNTS.c.member_id == bindparam("b_member")
+)
+
+INSERT_LINES = insert(LINES)
+INSERT_LOT = insert(LOTS)
+
+SPENDABLE_LOTS = (
+    select(LOTS.c.id, LOTS.c.remaining)
+    .where(
+        LOTS.c.member_id == bindparam("b_member"),
+        LOTS.c.status == "available",
+        LOTS.c.remaining > 0,
+    )
+    .order_by(LOTS.c.expires_at.asc().nulls_last(), LOTS.c.created_at, LOTS.c.id)
+    .limit(bindparam("b_limit", type_=Integer))
+)
+
+TAKE_FROM_LOT = (
+    update(LOTS)
+    .where(LOTS.c.id == bindparam("b_lot"))
+    .values(remaining=LOTS.c.remaining - bindparam("b_take"))
+)
