@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.rewards.earning import EARNABLE
 from services.rewards.service import RewardsService
 from shared.consumer import ConsumedEvent, Handler
-from shared.events.contracts.campaigns import CampaignRewardGranted
+from shared.events.contracts.campaigns import CampaignRewardGranted, CampaignRewardRevoked
 from shared.events.contracts.members import MemberErased
 
 
@@ -23,11 +23,16 @@ def subscriptions(rewards: RewardsService) -> dict[str, Handler]:
         data: CampaignRewardGranted = event.data
         await rewards.grant(session, data)
 
+    async def on_campaign_reward_revoked(session: AsyncSession, event: ConsumedEvent) -> None:
+        data: CampaignRewardRevoked = event.data
+        await rewards.revoke(session, data)
+
     async def on_member_erased(session: AsyncSession, event: ConsumedEvent) -> None:
         data: MemberErased = event.data
         await rewards.erase_member(session, data.member_id)
 
     handlers: dict[str, Handler] = dict.fromkeys(EARNABLE, on_earning_event)
     handlers["campaign.reward_granted"] = on_campaign_reward_granted
+    handlers["campaign.reward_revoked"] = on_campaign_reward_revoked
     handlers["member.erased"] = on_member_erased
     return handlers

@@ -40,6 +40,7 @@ CODE_LENGTH = 12
 _LIMIT = 256 - 256 % len(ALPHABET)  # rejection sampling keeps every letter equally likely
 INSERT_CHUNK = 5000
 UNISSUED, ISSUED, REDEEMED = "unissued", "issued", "redeemed"
+REVOKED = "revoked"  # a campaign clawed back the grant that issued it
 
 
 def new_codes(count: int) -> list[str]:

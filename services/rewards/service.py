@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.rewards.catalog import CatalogService
-from services.rewards.coupons import CouponService
+from services.rewards.coupons import ISSUED, REVOKED, CouponService
 from services.rewards.earning import EarningService
 from services.rewards.errors import InvalidGrant
-from services.rewards.ledger import Ledger, LedgerReader, LedgerSchedule
+from services.rewards.ledger import Ledger, LedgerReader, LedgerSchedule, sql
+from services.rewards.models import Coupon, LedgerEntry
 from services.rewards.settings import RewardsSettings
 from services.rewards.tiers import TierService
-from shared.events.contracts.campaigns import CampaignRewardGranted
+from shared.events.contracts.campaigns import CampaignRewardGranted, CampaignRewardRevoked
 
 
 class RewardsService:
@@ -66,6 +68,40 @@ class RewardsService:
             )
         else:
             raise InvalidGrant(f"grant {data.grant_id} has unknown kind {data.kind!r}")
+
+    async def revoke(self, session: AsyncSession, data: CampaignRewardRevoked) -> None:
+        """Reverse a campaign grant once per ``grant_id``: debit its points, void its coupon.
+
+        The ledger never goes negative: if the member already spent the points, the
+        clawback takes what is available and the rest stays spent (the entry says so).
+        Items already handed out are not taken back.
+        """
+        granted, source = f"grant:{data.grant_id}", f"revoke:{data.grant_id}"
+        if data.kind == "coupon":
+            await session.execute(
+                update(Coupon)
+                .where(Coupon.source == granted, Coupon.status == ISSUED)
+                .values(status=REVOKED)
+            )
+            return
+        if data.kind != "points":
+            return
+        done = await session.scalar(select(LedgerEntry.id).where(LedgerEntry.source == source))
+        paid = await session.scalar(select(LedgerEntry.amount).where(LedgerEntry.source == granted))
+        if done is not None or not paid:
+            return
+        available = await session.scalar(sql.AVAILABLE_BALANCE, {"b_member": data.member_id})
+        take = min(paid, available or 0)
+        if take > 0:
+            shortfall = f" ({paid - take} already spent)" if take < paid else ""
+            await self.ledger.adjust(
+                session,
+                member_id=data.member_id,
+                amount=-take,
+                reason=f"Clawback: {data.reason}{shortfall}"[:500],
+                operator_id=data.campaign_id[:36],
+                source=source,
+            )
 
     async def erase_member(self, session: AsyncSession, member_id: str) -> None:
         await self.catalog.erase_member(session, member_id)

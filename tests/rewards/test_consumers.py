@@ -9,7 +9,11 @@ from datetime import UTC, datetime, timedelta
 from shared.broker import LocalBroker
 from shared.bus import new_producer
 from shared.consumer import ConsumedEvent, parse_data, parse_envelope
-from shared.events.contracts.campaigns import CampaignCheckedIn, CampaignRewardGranted
+from shared.events.contracts.campaigns import (
+    CampaignCheckedIn,
+    CampaignRewardGranted,
+    CampaignRewardRevoked,
+)
 from shared.events.contracts.content import QuizAnswered
 from shared.events.contracts.members import MemberReferralActivated, MemberRegistered
 from shared.events.topics import CONTENT
@@ -217,3 +221,51 @@ async def test_campaign_grants_of_coupons_and_items_are_handed_out_once(
     templates = (await rewards.client.get("/v1/coupons", headers=OPERATOR)).json()["items"]
     assert templates[0]["remaining_stock"] == 4
     assert json.loads(json.dumps(await rewards.account(member)))["available"] == 0
+
+
+def revoke(granted: CampaignRewardGranted) -> CampaignRewardRevoked:
+    return CampaignRewardRevoked(
+        grant_id=granted.grant_id, campaign_id=granted.campaign_id, member_id=granted.member_id,
+        kind=granted.kind, points=granted.points,
+        coupon_template_id=granted.coupon_template_id,
+        reason="Invitee erased within the hold period", revoked_at=NOW,
+    )  # fmt: skip
+
+
+async def test_a_revoked_grant_is_debited_once_and_never_below_zero(rewards: Rewards) -> None:
+    member = str(uuid.uuid4())
+    paid = grant(member, "g-claw", points=30)
+    await rewards.deliver(paid)
+    await rewards.credit(member, 5)
+    for _ in range(2):  # two revocations of one grant, as separate events
+        await rewards.deliver(revoke(paid))
+    assert (await rewards.account(member))["available"] == 5
+    debits = [e.data["amount"] for e in await rewards.events("points.adjusted")]
+    assert [amount for amount in debits if amount < 0] == [-30]
+    spender = str(uuid.uuid4())
+    spent_first = grant(spender, "g-spent", points=30)
+    await rewards.deliver(spent_first)
+    await rewards.redeem(spender, (await rewards.item(20, stock=None))["id"])
+    await rewards.deliver(revoke(spent_first))
+    assert (await rewards.account(spender))["available"] == 0
+    assert (await rewards.audit())["balanced"] is True
+
+
+async def test_a_revoked_coupon_grant_voids_the_unused_code(rewards: Rewards) -> None:
+    member = str(uuid.uuid4())
+    template = await rewards.client.post(
+        "/v1/coupons",
+        json={"name": "5 off", "kind": "amount_off", "value": 5, "total_stock": 3},
+        headers=OPERATOR,
+    )
+    granted = grant(member, "g-cpn", kind="coupon", points=None)
+    granted = granted.model_copy(update={"coupon_template_id": template.json()["id"]})
+    await rewards.deliver(granted)
+    [issued] = await rewards.events("coupon.issued")
+    await rewards.deliver(revoke(granted))
+    async with rewards.runtime.db.session() as session:
+        from services.rewards.models import Coupon
+
+        coupon = await session.get(Coupon, issued.data["coupon_id"])
+        assert coupon is not None
+        assert coupon.status == "revoked"
