@@ -55,6 +55,13 @@ class DemoReport:
     reactions: int = 0
     shares: int = 0
     views: int = 0
+    campaigns: int = 0
+    checkins: int = 0
+    contest_entries: int = 0
+    votes: int = 0
+    lottery_entries: int = 0
+    flash_sale_claims: int = 0
+    earning_rules: int = 0
     skipped: list[str] = field(default_factory=list)
 
 
@@ -123,6 +130,7 @@ class Demo:
             "POST", "/v1/auth/token", data={"username": self.admin[0], "password": self.admin[1]}
         )
         self.operator = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        await self.configure_rewards()
         await self.register_members()
         await self.sign_in_active()
         await self.create_communities()
@@ -130,6 +138,7 @@ class Demo:
         await self.publish_posts()
         await self.interact()
         await self.schedule_calendar()
+        await self.run_campaigns()
         return self.report
 
     def profile(self, i: int) -> dict[str, Any]:
@@ -329,6 +338,137 @@ class Demo:
             self.report.scheduled_posts += 1
 
         await self.each("content calendar", jobs, schedule)
+
+    # --- rewards ------------------------------------------------------------------------------
+
+    async def configure_rewards(self) -> None:
+        """Fan tiers and earning rules first, so the activity below earns points."""
+        tiers = (("fan", "Fan", 0), ("core_fan", "Core Fan", 500), ("super_fan", "Super Fan", 2000))
+        for code, name, threshold in tiers:
+            await self.call("POST", "/v1/tiers", headers=self.operator, ok=(201, 409, 422),
+                            json={"code": code, "name": name, "threshold": threshold})  # fmt: skip
+        rules = (
+            ("Welcome", "member.registered", 50, None),
+            ("Post published", "post.published", 20, 100),
+            ("Comment", "comment.created", 5, 50),
+            ("Like received", "reaction.added", 2, 100),
+            ("Share", "post.shared", 5, 25),
+            ("Daily check-in", "campaign.checked_in", 10, 10),
+            ("Friend activated", "member.referral_activated", 100, None),
+        )
+        for name, event_type, points, daily_cap in rules:
+            body = {"name": name, "event_type": event_type, "points": points,
+                    "daily_cap": daily_cap, "tier_multipliers": {"super_fan": 1.5}}  # fmt: skip
+            await self.call("POST", "/v1/earning-rules", json=body, headers=self.operator)
+            self.report.earning_rules += 1
+
+    # --- campaigns ----------------------------------------------------------------------------
+
+    async def campaign(self, body: dict[str, Any]) -> dict[str, Any]:
+        now = datetime.now(UTC)
+        body = {"objective": "engagement", "starts_at": (now - timedelta(minutes=1)).isoformat(),
+                "ends_at": (now + timedelta(days=30)).isoformat(), **body}  # fmt: skip
+        created = await self.call("POST", "/v1/campaigns", json=body, headers=self.operator)
+        campaign: dict[str, Any] = created.json()
+        await self.call("POST", f"/v1/campaigns/{campaign['id']}/launch", headers=self.operator)
+        self.report.campaigns += 1
+        return campaign
+
+    async def participate(self, path: str, fan: dict[str, Any], body: dict[str, Any]) -> bool:
+        """Campaigns learn members and memberships by event: retry while they catch up."""
+        for _ in range(60):
+            response = await self.call("POST", path, json=body, headers=self.tokens[fan["id"]],
+                                       ok=(201, 403, 404, 409, 422))  # fmt: skip
+            if response.status_code == 201:
+                return True
+            if response.status_code == 409:
+                return False
+            await asyncio.sleep(0.5)
+        self.report.skipped.append(f"{path}: {response.status_code}")
+        return False
+
+    async def run_campaigns(self) -> None:
+        fit, style = self.communities[1], self.communities[2]
+        challenge = await self.campaign({
+            "name": "21-day fit challenge", "type": "checkin", "community_id": fit["id"],
+            "timezone": "Asia/Shanghai", "budget_points": 200_000,
+            "rules": {"days_required": 21, "mode": "consecutive", "makeup_cards": 2,
+                      "milestones": [{"checkins": 7, "reward": {"kind": "points", "points": 50}}],
+                      "completion_reward": {"kind": "points", "points": 500}},
+        })  # fmt: skip
+        referral = await self.campaign({
+            "name": "Invite a friend", "type": "referral", "objective": "acquisition",
+            "community_id": self.communities[0]["id"], "budget_points": 100_000,
+            "rules": {"activation_window_days": 14, "per_referrer_cap": 10, "hold_days": 7,
+                      "reward": {"kind": "points", "points": 100}},
+        })  # fmt: skip
+        contest = await self.campaign({
+            "name": "Outfit of the week", "type": "ugc", "community_id": style["id"],
+            "budget_points": 50_000,
+            "rules": {"winners": 3, "votes_per_day": 5, "judge_weight": 0.3,
+                      "prize": {"kind": "points", "points": 1000}},
+        })  # fmt: skip
+        lottery = await self.campaign({
+            "name": "Lucky draw: a year of coffee", "type": "lottery", "objective": "awareness",
+            "community_id": self.communities[0]["id"], "budget_points": 20_000,
+            "rules": {"winners": 5, "prize": {"kind": "points", "points": 2000}},
+        })  # fmt: skip
+        del referral  # joined by inviters as they share their codes; nothing more to do here
+        template = await self.call("POST", "/v1/coupons", headers=self.operator, json={
+            "name": "Flash sale: 30% off the starter kit", "kind": "percent_off", "value": 30,
+            "total_stock": 50, "per_member_limit": 1,
+        })  # fmt: skip
+        flash = await self.campaign({
+            "name": "Friday 8pm flash sale", "type": "flash_sale", "objective": "sales",
+            "community_id": self.communities[2]["id"], "budget_coupons": 50,
+            "rules": {"stock": 50, "per_member_limit": 1,
+                      "coupon_template_id": template.json()["id"]},
+        })  # fmt: skip
+
+        async def check_in(fan: dict[str, Any]) -> None:
+            if await self.participate(f"/v1/campaigns/{challenge['id']}/checkins", fan,
+                                      {"note": "Done for today"}):  # fmt: skip
+                self.report.checkins += 1
+
+        async def enter_draw(fan: dict[str, Any]) -> None:
+            if await self.participate(f"/v1/campaigns/{lottery['id']}/entries", fan, {}):
+                self.report.lottery_entries += 1
+
+        async def claim(fan: dict[str, Any]) -> None:
+            if await self.participate(f"/v1/campaigns/{flash['id']}/entries", fan, {}):
+                self.report.flash_sale_claims += 1
+
+        await self.each("check-ins", fit.get("fans", []), check_in)
+        await self.each("flash-sale claims", style.get("fans", []), claim)
+        await self.each("lottery entries", self.communities[0].get("fans", []), enter_draw)
+        entries: list[str] = []
+        style_posts = [p for p in self.posts if p["community_id"] == style["id"]]
+
+        async def enter_contest(post: dict[str, Any]) -> None:
+            author = next((f for f in style.get("fans", []) if f["id"] == post["author_id"]), None)
+            if author is None:
+                return
+            path = f"/v1/campaigns/{contest['id']}/entries"
+            response = await self.call("POST", path, json={"post_id": post["id"]},
+                                       headers=self.tokens[author["id"]],
+                                       ok=(201, 403, 404, 409, 422))  # fmt: skip
+            if response.status_code == 201:
+                entries.append(response.json()["id"])
+                self.report.contest_entries += 1
+
+        await self.each("contest entries", style_posts, enter_contest)
+
+        async def vote(fan: dict[str, Any]) -> None:
+            for entry_id in self.rng.sample(entries, min(3, len(entries))):
+                response = await self.call(
+                    "POST", f"/v1/campaigns/{contest['id']}/votes", json={"entry_id": entry_id},
+                    headers=self.tokens[fan["id"]], ok=(201, 403, 409, 422, 429),
+                )  # fmt: skip
+                if response.status_code == 201:
+                    self.report.votes += 1
+
+        if entries:
+            await self.each("votes", style.get("fans", []), vote)
 
 
 async def run_demo(

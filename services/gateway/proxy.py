@@ -42,10 +42,14 @@ ROUTES: dict[str, str] = {
     "/v1/redemptions": "rewards",
     "/v1/metrics": "analytics",
     "/v1/webhooks": "webhooks",
+    "/dashboard": "analytics",
 }
 
 # What anyone may call without a credential.
-PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset({("POST", "/v1/members")})
+# The dashboard page itself is static; the figures it shows need an operator's token.
+PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
+    {("POST", "/v1/members"), ("GET", "/dashboard")}
+)
 
 HOP_BY_HOP = frozenset(
     {

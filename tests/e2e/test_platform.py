@@ -68,6 +68,9 @@ def test_merged_openapi_lists_every_service_route(client: httpx.Client) -> None:
     )
     assert "x-unavailable-services" not in doc["info"]
     assert client.get("/docs").status_code == 200
+    dashboard = client.get("/dashboard")
+    assert dashboard.status_code == 200
+    assert dashboard.headers["content-type"].startswith("text/html")
 
 
 def test_a_registration_through_the_gateway_reaches_the_overview(
