@@ -1,28 +1,220 @@
+"""Analytics: incremental rollups of every domain event, metrics for operators."""
+
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
+from starlette.responses import Response
 
-from services.analytics.schemas import Overview
-from services.analytics.service import analytics_service
-from shared.auth import Principal, require_scope
+from services.analytics.engagement import resolve_period
+from services.analytics.export import Format, reply
+from services.analytics.periods import Granularity
+from services.analytics.schemas import (
+    Activity,
+    ContentMetrics,
+    Funnel,
+    Heatmap,
+    Overview,
+    Retention,
+    TopContributors,
+)
+from services.analytics.service import SegmentsNotSupported, analytics_service
+from shared.auth import Principal, Role, require_scope
+from shared.errors import Forbidden
 from shared.web import SessionDep, TransactionalRoute
 
 router = APIRouter(prefix="/v1/metrics", tags=["metrics"], route_class=TransactionalRoute)
 
-MetricsReader = Annotated[Principal, Depends(require_scope("metrics:read"))]
+MetricsReader = Annotated[
+    Principal, Depends(require_scope("metrics:read", staff=(Role.OPERATOR, Role.MODERATOR)))
+]
+From = Annotated[date | None, Query(alias="from", description="First day (ISO date), UTC.")]
+To = Annotated[date | None, Query(description="Last day (ISO date), inclusive; default today.")]
+CommunityId = Annotated[
+    str | None, Query(max_length=36, description="One community; all communities when absent.")
+]
+AsFormat = Annotated[Format, Query(alias="format", description="json, or csv for one table.")]
+Table = Annotated[str | None, Query(max_length=40, description="Which table for CSV.")]
+SegmentId = Annotated[
+    str | None, Query(max_length=36, description="Not supported yet: answers 422.")
+]
+
+
+def authorise(principal: Principal, community_id: str | None, segment_id: str | None) -> None:
+    """Moderators read their own communities only; segments are refused until supported."""
+    if segment_id is not None:
+        raise SegmentsNotSupported(
+            "Per-segment figures need each member's segments, which the members service does "
+            "not publish yet; ask without segment_id"
+        )
+    if principal.role is Role.MODERATOR and (
+        community_id is None or community_id not in principal.communities
+    ):
+        # Platform-wide and campaign figures span communities: operators and partners only.
+        raise Forbidden("Moderators read the metrics of their own communities (community_id)")
 
 
 @router.get("/overview", response_model=Overview)
 async def overview(
     session: SessionDep,
-    _: MetricsReader,
-    from_: Annotated[date | None, Query(alias="from")] = None,
-    to: date | None = None,
-) -> Overview:
-    """Member growth with the period before for comparison (default: the last 30 days)."""
-    end = to or datetime.now(UTC).date()
-    start = from_ or end - timedelta(days=29)
-    return await analytics_service.overview(session, start, end)
+    principal: MetricsReader,
+    from_: From = None,
+    to: To = None,
+    community_id: CommunityId = None,
+    segment_id: SegmentId = None,
+    granularity: Granularity = Granularity.DAY,
+    fmt: AsFormat = Format.JSON,
+    table: Table = None,
+) -> Overview | Response:
+    """Growth, activity and interaction, each with the previous period (default: 30 days).
+
+    CSV tables: figures, series, channels.
+    """
+    authorise(principal, community_id, segment_id)
+    period = resolve_period(from_, to)
+    answer = await analytics_service.overview(
+        session, period.start, period.end, community_id=community_id, granularity=granularity
+    )
+    return reply(answer, fmt, table, "overview")
+
+
+@router.get("/activity", response_model=Activity)
+async def activity(
+    session: SessionDep,
+    principal: MetricsReader,
+    from_: From = None,
+    to: To = None,
+    community_id: CommunityId = None,
+    segment_id: SegmentId = None,
+    granularity: Granularity = Granularity.WEEK,
+    fmt: AsFormat = Format.JSON,
+    table: Table = None,
+) -> Activity | Response:
+    """DAU, WAU, MAU and stickiness per day; lifecycle per ``granularity``. CSV: days, lifecycle."""
+    authorise(principal, community_id, segment_id)
+    period = resolve_period(from_, to)
+    answer = await analytics_service.activity(session, period, community_id, granularity)
+    return reply(answer, fmt, table, "activity")
+
+
+@router.get("/activity-heatmap", response_model=Heatmap)
+async def activity_heatmap(
+    session: SessionDep,
+    principal: MetricsReader,
+    from_: From = None,
+    to: To = None,
+    community_id: CommunityId = None,
+    segment_id: SegmentId = None,
+    fmt: AsFormat = Format.JSON,
+    table: Table = None,
+) -> Heatmap | Response:
+    """Actions per weekday and hour in the community's time zone; best hours to post.
+
+    CSV tables: cells, posting_hours.
+    """
+    authorise(principal, community_id, segment_id)
+    period = resolve_period(from_, to, default_days=28)
+    answer = await analytics_service.heatmap(session, period, community_id)
+    return reply(answer, fmt, table, "heatmap")
+
+
+@router.get("/funnels", response_model=Funnel)
+async def funnels(
+    session: SessionDep,
+    principal: MetricsReader,
+    steps: Annotated[
+        str | None,
+        Query(
+            max_length=600,
+            description="Comma-separated event types in order, e.g. "
+            "member.registered,post.viewed,comment.created.",
+        ),
+    ] = None,
+    campaign_id: Annotated[str | None, Query(max_length=36)] = None,
+    window_days: Annotated[int, Query(ge=1, le=90)] = 14,
+    from_: From = None,
+    to: To = None,
+    community_id: CommunityId = None,
+    segment_id: SegmentId = None,
+    fmt: AsFormat = Format.JSON,
+) -> Funnel | Response:
+    """An ordered funnel over event types (window from the first step), or a campaign's."""
+    if campaign_id is not None:
+        return await campaign(session, principal, campaign_id, segment_id, fmt)
+    authorise(principal, community_id, segment_id)
+    period = resolve_period(from_, to)
+    names = [step.strip() for step in (steps or "").split(",") if step.strip()]
+    answer = await analytics_service.funnel(session, names, period, community_id, window_days)
+    return reply(answer, fmt, None, "funnel")
+
+
+@router.get("/retention", response_model=Retention)
+async def retention(
+    session: SessionDep,
+    principal: MetricsReader,
+    from_: From = None,
+    to: To = None,
+    community_id: CommunityId = None,
+    segment_id: SegmentId = None,
+    weeks: Annotated[int, Query(ge=1, le=26)] = 8,
+    fmt: AsFormat = Format.JSON,
+) -> Retention | Response:
+    """Weekly cohorts by join week (``from``..``to``): share active in week 1..``weeks``."""
+    authorise(principal, community_id, segment_id)
+    period = resolve_period(from_, to, default_days=56)
+    answer = await analytics_service.retention(session, period, community_id, weeks)
+    return reply(answer, fmt, None, "retention")
+
+
+@router.get("/top-contributors", response_model=TopContributors)
+async def top_contributors(
+    session: SessionDep,
+    principal: MetricsReader,
+    from_: From = None,
+    to: To = None,
+    community_id: CommunityId = None,
+    segment_id: SegmentId = None,
+    half_life_days: Annotated[float, Query(gt=0, le=365)] = 14.0,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    fmt: AsFormat = Format.JSON,
+    table: Table = None,
+) -> TopContributors | Response:
+    """Decayed contributor score on ``to``; bands now and on the day before ``from``.
+
+    CSV tables: items, movement.
+    """
+    authorise(principal, community_id, segment_id)
+    period = resolve_period(from_, to)
+    answer = await analytics_service.top_contributors(
+        session, period, community_id, half_life_days, limit
+    )
+    return reply(answer, fmt, table, "top-contributors")
+
+
+@router.get("/content/{post_id}", response_model=ContentMetrics)
+async def content(
+    session: SessionDep, principal: MetricsReader, post_id: str, fmt: AsFormat = Format.JSON
+) -> ContentMetrics | Response:
+    """One post: views, reach, interactions, interaction rate and spread."""
+    if principal.role is Role.MODERATOR:
+        community_id = await analytics_service.community_of_post(session, post_id)
+        if community_id is not None:
+            authorise(principal, community_id, None)
+    answer = await analytics_service.content(session, post_id)
+    return reply(answer, fmt, None, "content")
+
+
+@router.get("/campaigns/{campaign_id}", response_model=Funnel)
+async def campaign(
+    session: SessionDep,
+    principal: MetricsReader,
+    campaign_id: str,
+    segment_id: SegmentId = None,
+    fmt: AsFormat = Format.JSON,
+) -> Funnel | Response:
+    """A campaign's funnel: reached -> joined -> active -> completed -> rewarded -> redeemed."""
+    authorise(principal, None, segment_id)  # spans communities: not for moderators
+    answer = await analytics_service.campaign_funnel(session, campaign_id)
+    return reply(answer, fmt, None, "campaign")

@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from services.analytics.api import router
 from services.analytics.consumers import SUBSCRIPTIONS
+from services.analytics.dashboard import router as dashboard_router
 from services.analytics.settings import AnalyticsSettings
 from shared.app import create_service_app
 
@@ -19,7 +20,7 @@ def create_app(
         settings or AnalyticsSettings(),
         title="Analytics",
         description="Growth, activity, interaction, funnels, retention and KOL metrics.",
-        routers=[router],
+        routers=[router, dashboard_router],
         migrations=MIGRATIONS,
         subscriptions=SUBSCRIPTIONS,
         run_background=run_background,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -15,6 +17,12 @@ from services.members.app import create_app as create_members
 from services.members.settings import MembersSettings
 from shared.auth import Role
 from shared.broker import LocalBroker
+from shared.bus import ensure_topics, new_producer
+from shared.events.contracts.content import PostPublished, PostViewed
+from shared.events.envelope import CloudEvent
+from shared.events.registry import spec_of
+from shared.events.topics import CONTENT
+from tests.analytics.conftest import Analytics
 from tests.conftest import Databases, auth, eventually, running, settings_for
 
 OPERATOR = auth(Role.OPERATOR)
@@ -55,16 +63,18 @@ async def test_registered_members_are_counted_by_analytics(platform: Slice) -> N
     assert await eventually(lambda: _equals(platform.total(), 3))
 
 
-async def test_overview_needs_an_operator_or_a_metrics_scope(platform: Slice) -> None:
+# Authorisation and period checks need no broker: the fast app without background tasks.
+async def test_overview_needs_an_operator_or_a_metrics_scope(analytics: Analytics) -> None:
     path = "/v1/metrics/overview"
-    assert (await platform.analytics.get(path)).status_code == 401
-    assert (await platform.analytics.get(path, headers=auth(Role.MEMBER))).status_code == 403
+    client = analytics.client
+    assert (await client.get(path)).status_code == 401
+    assert (await client.get(path, headers=auth(Role.MEMBER))).status_code == 403
     partner = auth(Role.PARTNER, scopes=frozenset({"metrics:read"}))
-    assert (await platform.analytics.get(path, headers=partner)).status_code == 200
+    assert (await client.get(path, headers=partner)).status_code == 200
 
 
-async def test_a_reversed_period_is_a_clear_422(platform: Slice) -> None:
-    response = await platform.analytics.get(
+async def test_a_reversed_period_is_a_clear_422(analytics: Analytics) -> None:
+    response = await analytics.client.get(
         "/v1/metrics/overview?from=2026-02-01&to=2026-01-01", headers=OPERATOR
     )
     assert response.status_code == 422
@@ -85,6 +95,59 @@ async def test_events_committed_while_the_broker_is_down_all_arrive_once(
     # Redeliveries after the restart must not count twice: still 20 a little later.
     await _settle()
     assert await platform.total() == 20
+
+
+async def test_content_events_through_the_broker_reach_the_metrics_with_their_time(
+    databases: Databases, broker: LocalBroker
+) -> None:
+    settings = settings_for(AnalyticsSettings, broker, await databases.new("analytics"))
+    published_at = datetime(2026, 3, 2, 12, tzinfo=UTC)
+    post = PostPublished(
+        post_id=str(uuid.uuid4()),
+        community_id="club",
+        author_id=str(uuid.uuid4()),
+        author_kind="member",
+        post_type="article",
+        published_at=published_at,
+    )
+    view = PostViewed(
+        post_id=post.post_id,
+        community_id="club",
+        member_id=str(uuid.uuid4()),
+        post_author_id=post.author_id,
+        viewed_at=published_at + timedelta(minutes=5),
+    )
+    await ensure_topics(settings, [CONTENT.name])
+    producer = new_producer(settings, client_id="content-test")
+    await producer.start()
+    try:
+        for data in (post, view, view):  # the view is sent twice as one event: counted once
+            envelope = CloudEvent(
+                id=_VIEW_ID if data is view else str(uuid.uuid4()),
+                source="/services/content",
+                type=spec_of(data).name,
+                subject=post.post_id,
+                data=data.model_dump(mode="json"),
+            )
+            await producer.send_and_wait(
+                CONTENT.name, envelope.to_json(), key=post.post_id.encode()
+            )
+    finally:
+        await producer.stop()
+
+    async with running(create_analytics(settings)) as client:
+
+        async def seen() -> dict[str, object] | None:
+            response = await client.get(f"/v1/metrics/content/{post.post_id}", headers=OPERATOR)
+            body: dict[str, object] = response.json()
+            return body if response.status_code == 200 and body["views"] == 1 else None
+
+        body = await eventually(seen)
+        assert body["author_id"] == post.author_id
+        assert str(body["as_of"]).startswith("2026-03-02T12:05:00")
+
+
+_VIEW_ID = str(uuid.uuid4())
 
 
 async def _equals(value: object, expected: int) -> bool:

@@ -1,0 +1,340 @@
+"""Member-level metrics: DAU/WAU/MAU series, lifecycle, funnels, retention, contributors."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from datetime import UTC, date, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.analytics.consumers import SUBSCRIPTIONS
+from services.analytics.funnels import funnel_counts
+from services.analytics.ingest import PLATFORM
+from services.analytics.kol import (
+    BAND_NAMES,
+    band_of,
+    decay_weights,
+    lookback_start,
+)
+from services.analytics.periods import (
+    MAU_DAYS,
+    WAU_DAYS,
+    Granularity,
+    Period,
+    bucket_start,
+    buckets,
+    week_start,
+)
+from services.analytics.queries import MetricsQueries
+from services.analytics.schemas import (
+    Activity,
+    ActivityPoint,
+    BandMove,
+    Cohort,
+    Contributor,
+    Funnel,
+    FunnelStep,
+    LifecyclePoint,
+    Retention,
+    TopContributors,
+)
+from shared.errors import Unprocessable
+
+MAX_PERIOD_DAYS = 731
+MAX_ACTIVITY_DAYS = 366
+MAX_FUNNEL_STEPS = 8
+# Every consumed member action is recorded in the step table, so any of them can be a step.
+STEP_EVENT_TYPES = frozenset(SUBSCRIPTIONS) - {"community.created", "member.erased"}
+
+
+class InvalidPeriod(Unprocessable):
+    code, title = "invalid-period", "Invalid period"
+
+
+class InvalidFunnel(Unprocessable):
+    code, title = "invalid-funnel", "Invalid funnel"
+
+
+def resolve_period(
+    start: date | None, end: date | None, *, default_days: int = 30, max_days: int = MAX_PERIOD_DAYS
+) -> Period:
+    end = end or datetime.now(UTC).date()
+    start = start or end - timedelta(days=default_days - 1)
+    if end < start:
+        raise InvalidPeriod("`to` must not be before `from`")
+    period = Period(start, end)
+    if period.days > max_days:
+        raise InvalidPeriod(f"this metric spans at most {max_days} days")
+    return period
+
+
+def ratio(numerator: float, denominator: float, digits: int = 4) -> float | None:
+    return round(numerator / denominator, digits) if denominator else None
+
+
+def funnel_steps(names: list[str], members: list[int | None]) -> list[FunnelStep]:
+    """Conversion from the previous step with data, and from the first step with data."""
+    steps: list[FunnelStep] = []
+    first: int | None = None
+    previous: int | None = None
+    for name, count in zip(names, members, strict=True):
+        if first is None and count is not None:
+            first = count
+        steps.append(
+            FunnelStep(
+                name=name,
+                members=count,
+                conversion_from_previous=(
+                    ratio(count, previous) if count is not None and previous is not None else None
+                ),
+                conversion_from_first=(
+                    ratio(count, first) if count is not None and first is not None else None
+                ),
+            )
+        )
+        if count is not None:
+            previous = count
+    return steps
+
+
+class _Window:
+    """Distinct members over a sliding window of days, in time linear in the rows."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+
+    def add(self, members: set[str]) -> None:
+        self.counts.update(members)
+
+    def remove(self, members: set[str]) -> None:
+        self.counts.subtract(members)
+        for member in members:
+            if self.counts[member] <= 0:
+                del self.counts[member]
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+
+class EngagementMetrics:
+    async def as_of(self, session: AsyncSession) -> datetime | None:
+        row = await MetricsQueries(session).freshness()
+        return row.as_of if row else None
+
+    async def activity(
+        self,
+        session: AsyncSession,
+        period: Period,
+        community_id: str | None,
+        granularity: Granularity,
+    ) -> Activity:
+        if period.days > MAX_ACTIVITY_DAYS:
+            raise InvalidPeriod(f"the activity series spans at most {MAX_ACTIVITY_DAYS} days")
+        scope = community_id or PLATFORM
+        q = MetricsQueries(session)
+        periods = buckets(period, granularity)
+        first_previous = bucket_start(periods[0].start - timedelta(days=1), granularity)
+        earliest = min(first_previous, period.start - timedelta(days=MAU_DAYS - 1))
+        by_day: dict[date, set[str]] = defaultdict(set)
+        for member, day in await q.activity_rows(scope, Period(earliest, period.end)):
+            by_day[day].add(member)
+
+        wau, mau = _Window(), _Window()
+        dau_sum = 0
+        days: list[ActivityPoint] = []
+        day = earliest
+        while day <= period.end:
+            today = by_day.get(day, set())
+            wau.add(today)
+            mau.add(today)
+            dau_sum += len(today)
+            gone_w = day - timedelta(days=WAU_DAYS)
+            gone_m = day - timedelta(days=MAU_DAYS)
+            if gone_w >= earliest:
+                wau.remove(by_day.get(gone_w, set()))
+            if gone_m >= earliest:
+                mau.remove(by_day.get(gone_m, set()))
+                dau_sum -= len(by_day.get(gone_m, set()))
+            if day >= period.start:
+                days.append(
+                    ActivityPoint(
+                        day=day,
+                        dau=len(today),
+                        wau=len(wau),
+                        mau=len(mau),
+                        stickiness=ratio(dau_sum / MAU_DAYS, len(mau)),
+                    )
+                )
+            day += timedelta(days=1)
+
+        def active_in(p: Period) -> set[str]:
+            found: set[str] = set()
+            for offset in range(p.days):
+                found |= by_day.get(p.start + timedelta(days=offset), set())
+            return found
+
+        lifecycle: list[LifecyclePoint] = []
+        for bucket in periods:
+            before = Period(
+                bucket_start(bucket.start - timedelta(days=1), granularity),
+                bucket.start - timedelta(days=1),
+            )
+            current, previous = active_in(bucket), active_in(before)
+            joined = await q.joined_set(scope, bucket)
+            new = current & joined
+            lifecycle.append(
+                LifecyclePoint(
+                    start=bucket.start,
+                    end=bucket.end,
+                    new=len(new),
+                    returning=len((current - new) & previous),
+                    resurrecting=len(current - new - previous),
+                    dormant=len(previous - current),
+                )
+            )
+        return Activity(
+            community_id=community_id,
+            granularity=granularity.value,
+            period_from=period.start,
+            period_to=period.end,
+            as_of=await self.as_of(session),
+            days=days,
+            lifecycle=lifecycle,
+        )
+
+    async def funnel(
+        self,
+        session: AsyncSession,
+        steps: list[str],
+        period: Period,
+        community_id: str | None,
+        window_days: int,
+    ) -> Funnel:
+        if not 2 <= len(steps) <= MAX_FUNNEL_STEPS:
+            raise InvalidFunnel(f"a funnel has 2 to {MAX_FUNNEL_STEPS} steps")
+        unknown = [step for step in steps if step not in STEP_EVENT_TYPES]
+        if unknown:
+            raise InvalidFunnel(
+                f"unknown step event types: {', '.join(unknown)}",
+                allowed=sorted(STEP_EVENT_TYPES),
+            )
+        window = timedelta(days=window_days)
+        rows = await MetricsQueries(session).step_rows(
+            community_id or PLATFORM, sorted(set(steps)), Period(period.start, period.end + window)
+        )
+        counts = funnel_counts(steps, rows, period.start, period.end, window)
+        return Funnel(
+            kind="events",
+            community_id=community_id,
+            period_from=period.start,
+            period_to=period.end,
+            window_days=window_days,
+            as_of=await self.as_of(session),
+            steps=funnel_steps(steps, list(counts)),
+        )
+
+    async def retention(
+        self, session: AsyncSession, period: Period, community_id: str | None, weeks: int
+    ) -> Retention:
+        first_week, last_week = week_start(period.start), week_start(period.end)
+        horizon = last_week + timedelta(days=7 * (weeks + 1) - 1)
+        joined, active = await MetricsQueries(session).cohort_activity(
+            community_id or PLATFORM, Period(first_week, last_week + timedelta(days=6)), horizon
+        )
+        cohorts_of: dict[date, list[str]] = defaultdict(list)
+        for member, day in joined.items():
+            cohorts_of[week_start(day)].append(member)
+        today = datetime.now(UTC).date()
+        cohorts: list[Cohort] = []
+        week = first_week
+        while week <= last_week:
+            members = cohorts_of.get(week, [])
+            counts: list[int | None] = []
+            for k in range(1, weeks + 1):
+                start = week + timedelta(days=7 * k)
+                if start > today:
+                    counts.append(None)
+                    continue
+                end = start + timedelta(days=6)
+                counts.append(
+                    sum(1 for m in members if any(start <= d <= end for d in active.get(m, ())))
+                )
+            cohorts.append(
+                Cohort(
+                    week_start=week,
+                    size=len(members),
+                    active=counts,
+                    retained=[None if c is None else ratio(c, len(members)) for c in counts],
+                )
+            )
+            week += timedelta(days=7)
+        return Retention(
+            community_id=community_id, weeks=weeks, as_of=await self.as_of(session), cohorts=cohorts
+        )
+
+    async def top_contributors(
+        self,
+        session: AsyncSession,
+        period: Period,
+        community_id: str | None,
+        half_life_days: float,
+        limit: int,
+    ) -> TopContributors:
+        now_day, before_day = period.end, period.start - timedelta(days=1)
+        start_now = lookback_start(now_day, half_life_days)
+        start_before = lookback_start(before_day, half_life_days)
+        q = MetricsQueries(session)
+        scores = await q.scores(
+            community_id or PLATFORM,
+            min(start_now, start_before),
+            now_day,
+            [
+                decay_weights(start_now, now_day, half_life_days),
+                decay_weights(start_before, before_day, half_life_days),
+            ],
+        )
+        bands: Counter[str] = Counter()
+        moves: Counter[tuple[str, str]] = Counter()
+        ranked: list[tuple[str, float, float, float, str, str]] = []
+        for member, ((init, recv), (init_b, recv_b)) in scores.items():
+            score, before = init + recv, init_b + recv_b
+            band, band_before = band_of(score), band_of(before)
+            bands[band] += 1
+            moves[(band_before, band)] += 1
+            if score > 0:
+                ranked.append((member, score, init, recv, band, band_before))
+        ranked.sort(key=lambda item: (-item[1], item[0]))
+        top = ranked[:limit]
+        authored = await q.author_totals([item[0] for item in top])
+        items = [
+            Contributor(
+                rank=rank,
+                member_id=member,
+                score=round(score, 3),
+                initiated=round(init, 3),
+                received=round(recv, 3),
+                band=band,
+                previous_band=band_before,
+                posts=authored.get(member, {}).get("posts", 0),
+                interactions_received=authored.get(member, {}).get("interactions_received", 0),
+                views_received=authored.get(member, {}).get("views_received", 0),
+                reach=authored.get(member, {}).get("reach", 0),
+            )
+            for rank, (member, score, init, recv, band, band_before) in enumerate(top, start=1)
+        ]
+        return TopContributors(
+            community_id=community_id,
+            as_of_day=now_day,
+            previous_day=before_day,
+            half_life_days=half_life_days,
+            as_of=await self.as_of(session),
+            items=items,
+            bands={name: bands.get(name, 0) for name in BAND_NAMES},
+            movement=[
+                BandMove(from_band=a, to_band=b, members=n)
+                for (a, b), n in sorted(
+                    moves.items(),
+                    key=lambda kv: (BAND_NAMES.index(kv[0][0]), BAND_NAMES.index(kv[0][1])),
+                )
+            ],
+        )

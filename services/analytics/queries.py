@@ -1,0 +1,308 @@
+"""Every read of the rollups; each is a bounded range over an index, never a raw-event scan."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, case, func, literal, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.analytics.funnels import StepRow
+from services.analytics.models import (
+    CampaignMemberStep,
+    Community,
+    DailyCounter,
+    Freshness,
+    HourlyActivity,
+    MemberActivityDay,
+    MemberEventDay,
+    MemberScoreDay,
+    PostStats,
+    ScopeMember,
+    StaffMember,
+)
+from services.analytics.periods import Period
+from services.analytics.repository import ERASED_PREFIX
+
+
+class MetricsQueries:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def counters(
+        self, scope: str, metrics: list[str], period: Period, dimension: str = ""
+    ) -> dict[str, int]:
+        rows = await self.session.execute(
+            select(DailyCounter.metric, func.sum(DailyCounter.value))
+            .where(
+                DailyCounter.scope == scope,
+                DailyCounter.day.between(period.start, period.end),
+                DailyCounter.metric.in_(metrics),
+                DailyCounter.dimension == dimension,
+            )
+            .group_by(DailyCounter.metric)
+        )
+        found = {metric: int(value or 0) for metric, value in rows.all()}
+        return {metric: found.get(metric, 0) for metric in metrics}
+
+    async def counters_until(self, scope: str, metrics: list[str], end: date) -> dict[str, int]:
+        return await self.counters(scope, metrics, Period(date(1970, 1, 1), end))
+
+    async def daily_counters(
+        self, scope: str, metrics: list[str], period: Period
+    ) -> dict[date, dict[str, int]]:
+        """Counters pivoted to one row per day: a 90-day overview reads 90 rows, not 1,000."""
+        columns = [
+            func.sum(case((DailyCounter.metric == metric, DailyCounter.value), else_=0))
+            for metric in metrics
+        ]
+        rows = await self.session.execute(
+            select(DailyCounter.day, *columns)
+            .where(
+                DailyCounter.scope == scope,
+                DailyCounter.day.between(period.start, period.end),
+                DailyCounter.metric.in_(metrics),
+                DailyCounter.dimension == "",
+            )
+            .group_by(DailyCounter.day)
+        )
+        return {
+            day: {metric: int(value or 0) for metric, value in zip(metrics, values, strict=True)}
+            for day, *values in rows.all()
+        }
+
+    async def by_dimension(self, scope: str, metric: str, period: Period) -> dict[str, int]:
+        rows = await self.session.execute(
+            select(DailyCounter.dimension, func.sum(DailyCounter.value))
+            .where(
+                DailyCounter.scope == scope,
+                DailyCounter.day.between(period.start, period.end),
+                DailyCounter.metric == metric,
+                DailyCounter.dimension != "",
+            )
+            .group_by(DailyCounter.dimension)
+        )
+        return {dimension: int(value or 0) for dimension, value in rows.all()}
+
+    async def distinct_active(self, scope: str, period: Period) -> int:
+        members = (
+            select(MemberActivityDay.member_id)
+            .where(
+                MemberActivityDay.scope == scope,
+                MemberActivityDay.day.between(period.start, period.end),
+            )
+            .distinct()
+            .subquery()
+        )
+        # COUNT over a DISTINCT subquery lets PostgreSQL hash instead of sorting.
+        return int(await self.session.scalar(select(func.count()).select_from(members)) or 0)
+
+    async def distinct_active_since(self, scope: str, end: date, starts: list[date]) -> list[int]:
+        """Distinct members active in each window ``start..end``, all from one scan."""
+        last = (
+            select(MemberActivityDay.member_id, func.max(MemberActivityDay.day).label("last"))
+            .where(
+                MemberActivityDay.scope == scope,
+                MemberActivityDay.day.between(min(starts), end),
+            )
+            .group_by(MemberActivityDay.member_id)
+            .subquery()
+        )
+        row = (
+            await self.session.execute(
+                select(*(func.sum(case((last.c.last >= start, 1), else_=0)) for start in starts))
+            )
+        ).one()
+        return [int(value or 0) for value in row]
+
+    async def active_set(self, scope: str, period: Period) -> set[str]:
+        rows = await self.session.scalars(
+            select(MemberActivityDay.member_id)
+            .where(
+                MemberActivityDay.scope == scope,
+                MemberActivityDay.day.between(period.start, period.end),
+            )
+            .distinct()
+        )
+        return set(rows)
+
+    async def activity_rows(self, scope: str, period: Period) -> list[tuple[str, date]]:
+        rows = await self.session.execute(
+            select(MemberActivityDay.member_id, MemberActivityDay.day).where(
+                MemberActivityDay.scope == scope,
+                MemberActivityDay.day.between(period.start, period.end),
+            )
+        )
+        return [(member, day) for member, day in rows.all()]
+
+    async def joined_set(self, scope: str, period: Period) -> set[str]:
+        rows = await self.session.scalars(
+            select(ScopeMember.member_id).where(
+                ScopeMember.scope == scope, ScopeMember.joined_on.between(period.start, period.end)
+            )
+        )
+        return set(rows)
+
+    async def distinct_step_members(self, scope: str, event_type: str, period: Period) -> int:
+        members = (
+            select(MemberEventDay.member_id)
+            .where(
+                MemberEventDay.scope == scope,
+                MemberEventDay.event_type == event_type,
+                MemberEventDay.day.between(period.start, period.end),
+            )
+            .distinct()
+            .subquery()
+        )
+        return int(await self.session.scalar(select(func.count()).select_from(members)) or 0)
+
+    async def step_rows(self, scope: str, event_types: list[str], period: Period) -> list[StepRow]:
+        rows = await self.session.execute(
+            select(
+                MemberEventDay.event_type,
+                MemberEventDay.member_id,
+                MemberEventDay.day,
+                MemberEventDay.first_at,
+                MemberEventDay.last_at,
+            ).where(
+                MemberEventDay.scope == scope,
+                MemberEventDay.event_type.in_(event_types),
+                MemberEventDay.day.between(period.start, period.end),
+            )
+        )
+        return [StepRow(*row) for row in rows.all()]
+
+    async def hourly(
+        self, scope: str, start: datetime, end: datetime
+    ) -> list[tuple[datetime, int]]:
+        rows = await self.session.execute(
+            select(HourlyActivity.hour_start, HourlyActivity.actions).where(
+                HourlyActivity.scope == scope,
+                HourlyActivity.hour_start >= start,
+                HourlyActivity.hour_start < end,
+            )
+        )
+        return [(hour, int(actions)) for hour, actions in rows.all()]
+
+    async def timezone_of(self, community_id: str) -> str | None:
+        community = await self.session.get(Community, community_id)
+        return community.timezone if community else None
+
+    async def post(self, post_id: str) -> PostStats | None:
+        return await self.session.get(PostStats, post_id)
+
+    async def posts_published(
+        self, community_id: str | None, start: datetime, end: datetime
+    ) -> list[PostStats]:
+        query = select(PostStats).where(
+            PostStats.published_at >= start, PostStats.published_at < end
+        )
+        if community_id:
+            query = query.where(PostStats.community_id == community_id)
+        return list(await self.session.scalars(query))
+
+    async def author_totals(self, author_ids: list[str]) -> dict[str, dict[str, int]]:
+        if not author_ids:
+            return {}
+        rows = await self.session.execute(
+            select(
+                PostStats.author_id,
+                func.count(),
+                func.sum(
+                    PostStats.comments + PostStats.reactions + PostStats.shares + PostStats.answers
+                ),
+                func.sum(PostStats.views),
+                func.sum(PostStats.reach),
+            )
+            .where(PostStats.author_id.in_(author_ids))
+            .group_by(PostStats.author_id)
+        )
+        return {
+            str(author): {
+                "posts": int(posts),
+                "interactions_received": int(interactions or 0),
+                "views_received": int(views or 0),
+                "reach": int(reach or 0),
+            }
+            for author, posts, interactions, views, reach in rows.all()
+        }
+
+    async def campaign_steps(self, campaign_id: str) -> dict[str, int]:
+        rows = await self.session.execute(
+            select(CampaignMemberStep.step, func.count())
+            .where(CampaignMemberStep.campaign_id == campaign_id)
+            .group_by(CampaignMemberStep.step)
+        )
+        return {step: int(count) for step, count in rows.all()}
+
+    async def scores(
+        self, scope: str, start: date, end: date, weights: list[dict[date, float]]
+    ) -> dict[str, list[tuple[float, float]]]:
+        """Per member, for each weighting: (decayed initiated, decayed received)."""
+
+        def decayed(column: Any, weight: dict[date, float]) -> ColumnElement[Any]:
+            factor = case(
+                *((MemberScoreDay.day == day, literal(w)) for day, w in weight.items()),
+                else_=literal(0.0),
+            )
+            return func.sum(column * factor)
+
+        columns = []
+        for weight in weights:
+            columns += [
+                decayed(MemberScoreDay.initiated, weight),
+                decayed(MemberScoreDay.received, weight),
+            ]
+        rows = await self.session.execute(
+            select(MemberScoreDay.member_id, *columns)
+            .where(
+                MemberScoreDay.scope == scope,
+                MemberScoreDay.day.between(start, end),
+                MemberScoreDay.member_id.not_in(select(StaffMember.member_id)),
+                MemberScoreDay.member_id.not_like(f"{ERASED_PREFIX}%"),
+            )
+            .group_by(MemberScoreDay.member_id)
+        )
+        result: dict[str, list[tuple[float, float]]] = {}
+        for member_id, *values in rows.all():
+            result[member_id] = [
+                (float(values[i] or 0.0), float(values[i + 1] or 0.0))
+                for i in range(0, len(values), 2)
+            ]
+        return result
+
+    async def cohort_activity(
+        self, scope: str, cohorts: Period, horizon: date
+    ) -> tuple[dict[str, date], dict[str, set[date]]]:
+        """Members who joined in ``cohorts`` with their join day, and their active days after."""
+        joined_rows = await self.session.execute(
+            select(ScopeMember.member_id, ScopeMember.joined_on).where(
+                ScopeMember.scope == scope,
+                ScopeMember.joined_on.between(cohorts.start, cohorts.end),
+            )
+        )
+        joined: dict[str, date] = {str(m): d for m, d in joined_rows.all()}
+        active_rows = await self.session.execute(
+            select(MemberActivityDay.member_id, MemberActivityDay.day)
+            .join(
+                ScopeMember,
+                and_(
+                    ScopeMember.scope == MemberActivityDay.scope,
+                    ScopeMember.member_id == MemberActivityDay.member_id,
+                ),
+            )
+            .where(
+                MemberActivityDay.scope == scope,
+                ScopeMember.joined_on.between(cohorts.start, cohorts.end),
+                MemberActivityDay.day.between(cohorts.start, horizon),
+            )
+        )
+        active: dict[str, set[date]] = defaultdict(set)
+        for member, day in active_rows.all():
+            active[member].add(day)
+        return joined, active
+
+    async def freshness(self) -> Freshness | None:
+        return await self.session.get(Freshness, 1)
