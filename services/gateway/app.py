@@ -90,4 +90,9 @@ def create_app(settings: GatewaySettings | None = None, *, run_background: bool 
     async def proxy(request: Request) -> Response:
         return await gateway.forward(request, get_runtime(request))
 
+    @app.get("/dashboard", include_in_schema=False)
+    async def dashboard(request: Request) -> Response:
+        """The operators' dashboard page, served by analytics."""
+        return await gateway.forward(request, get_runtime(request))
+
     return app
