@@ -1,9 +1,5 @@
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import secrets
 import uuid
 from datetime import timedelta
 
@@ -15,31 +11,9 @@ from services.gateway.schemas import ApiKeyCreate
 from shared.auth import Principal, Role, hash_api_key, new_api_key
 from shared.db import utcnow
 from shared.errors import Conflict, NotFound, Unauthorized
+from shared.passwords import hash_password, verify_password_async
 
-# scrypt parameters: ~16 MiB and a few tens of ms per check; stdlib, no extra dependency.
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 LAST_USED_RESOLUTION = timedelta(minutes=1)
-
-
-def hash_password(password: str) -> str:
-    salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P)
-    encode = base64.b64encode
-    return (
-        f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${encode(salt).decode()}${encode(digest).decode()}"
-    )
-
-
-def verify_password(password: str, stored: str) -> bool:
-    try:
-        _, n, r, p, salt, digest = stored.split("$")
-        expected = base64.b64decode(digest)
-        actual = hashlib.scrypt(
-            password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p)
-        )
-    except ValueError:
-        return False
-    return hmac.compare_digest(expected, actual)
 
 
 class InvalidCredentials(Unauthorized):
@@ -76,7 +50,7 @@ class GatewayService:
         self, session: AsyncSession, username: str, password: str
     ) -> Principal:
         account = await StaffRepository(session).by_username(username)
-        if account is None or not verify_password(password, account.password_hash):
+        if account is None or not await verify_password_async(password, account.password_hash):
             raise InvalidCredentials("Unknown username or wrong password")
         return Principal(
             subject=account.id,
