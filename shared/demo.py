@@ -232,10 +232,10 @@ class Demo:
         await self.each("joins", pairs, join)
 
     async def post_when_ready(self, headers: dict[str, str], body: dict[str, Any]) -> Any:
-        """Content learns about new communities by event; wait until it has."""
+        """Content learns about communities and memberships by event; wait until it has."""
         for _ in range(120):
             response = await self.call("POST", "/v1/posts", json=body, headers=headers,
-                                       ok=(201, 422))  # fmt: skip
+                                       ok=(201, 403, 422))  # fmt: skip
             if response.status_code == 201:
                 return response.json()
             if "community" not in response.text:
