@@ -28,7 +28,7 @@ unit: $(STAMP)
 test: lint types unit
 
 bench: $(STAMP)
-	$(BIN)/python bench/outbox_pipeline.py
+	$(BIN)/python bench/run_all.py --postgres postgresql+asyncpg://postgres@127.0.0.1:5432/postgres --write
 
 catalog: $(STAMP)
 	$(BIN)/community events catalog --write

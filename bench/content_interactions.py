@@ -35,6 +35,7 @@ from pathlib import Path
 import httpx
 from aiokafka.structs import ConsumerRecord
 from fastapi import FastAPI
+from report import BenchRows
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -268,6 +269,32 @@ async def main() -> None:
     endpoint = await bare_endpoint(n, args.concurrency)
     print(f"content interactions: n={n} per phase, concurrency={args.concurrency}")
     report(results, endpoint)
+    bench_rows(results, endpoint, n, args.concurrency).emit()
+
+
+def bench_rows(results: list[Result], endpoint: Result, n: int, concurrency: int) -> BenchRows:
+    rows = BenchRows(__file__)
+    inserts = {r.name.split()[0]: r for r in results if "bare INSERT" in r.name}
+    for r in results:
+        if "baseline" in r.name:
+            continue
+        lane, what = r.name.split(" ", 1)
+        insert = inserts.get(lane)
+        rows.add(
+            lane=lane,
+            what=f"{what} via the content API, n={n} x {concurrency} clients (ASGI in process)",
+            figure=r.rate,
+            unit="req/s",
+            baseline="bare FastAPI endpoint, same transport and clients",
+            baseline_figure=endpoint.rate,
+            p50_ms=r.pct(50),
+            p95_ms=r.pct(95),
+            p99_ms=r.pct(99),
+            note=f"{r.rate / insert.rate:.3f}x a bare INSERT per txn ({insert.rate:.0f}/s)"
+            if insert and "write" in what
+            else "",
+        )
+    return rows
 
 
 if __name__ == "__main__":

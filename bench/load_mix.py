@@ -62,7 +62,8 @@ class Load:
         ]  # fmt: skip
         self.rng.shuffle(self.untouched)
         self.checkin_campaign: str | None = None
-        self.not_checked_in = [m["id"] for m in self.members]
+        # Only members of the challenge's community are eligible to check in.
+        self.not_checked_in = [m["id"] for m in demo.communities[0].get("fans", [])]
 
     async def request(self, kind: str, method: str, path: str, **kwargs: Any) -> None:
         started = time.perf_counter()

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from report import BenchRows
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -267,5 +268,48 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def bench_rows(report: dict[str, Any], args: argparse.Namespace) -> BenchRows:
+    rows = BenchRows(__file__)
+    for lane, reg in report["registration"].items():
+        latency = reg["latency_ms"]
+        rows.add(
+            lane=lane,
+            what=f"registrations via POST /v1/members, {reg['registrations']} "
+            f"x {reg['concurrency']} clients (ASGI in process)",
+            figure=reg["per_s"],
+            unit="req/s",
+            baseline="plain INSERT of the same rows, 1 txn each",
+            baseline_figure=reg["baseline_insert_per_s"],
+            ratio=reg["ratio_vs_baseline"],
+            p50_ms=latency["p50"],
+            p95_ms=latency["p95"],
+            p99_ms=latency["p99"],
+        )
+    for lane, seg in report["segments"].items():
+        shapes = dict(seg["shapes"])
+        base = shapes.pop("baseline SELECT count(*)")["latency_ms"]
+        full_size = lane == "postgresql" and seg["population"] >= 100_000
+        for shape, result in shapes.items():
+            latency = result["latency_ms"]
+            rows.add(
+                lane=lane,
+                what=f"segment preview '{shape}', {seg['population']:,} members",
+                figure=latency["p95"],
+                unit="ms p95",
+                baseline="SELECT count(*) FROM members",
+                baseline_figure=base["p95"],
+                p50_ms=latency["p50"],
+                p95_ms=latency["p95"],
+                p99_ms=latency["p99"],
+                target="p95 < 100 ms (PostgreSQL, 100k members)",
+                met=latency["p95"] < 100 if full_size else None,
+                note=f"{result['members']} members matched, {seg['repeats']} runs",
+            )
+    return rows
+
+
 if __name__ == "__main__":
-    print(json.dumps(asyncio.run(main(parse_args())), indent=2))
+    arguments = parse_args()
+    result = asyncio.run(main(arguments))
+    print(json.dumps(result, indent=2))
+    bench_rows(result, arguments).emit()

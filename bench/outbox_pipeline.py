@@ -43,6 +43,7 @@ from typing import Any, ClassVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic_settings import SettingsConfigDict
+from report import BenchRows
 from sqlalchemy import event as sa_event
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
@@ -735,6 +736,28 @@ def main(argv: list[str] | None = None) -> int:
         ],
     }
     print("BENCH_JSON " + json.dumps(summary, separators=(",", ":")))
+    rows = BenchRows(__file__)
+    for r in results["ours"]:
+        lat, thr = r["latency"], r["throughput"]
+        rows.add(
+            lane=r["backend"],
+            what=f"add_event -> relay -> Tansu -> consumer, N={thr['events']} "
+            f"({thr['batch']}/txn); latency at {lat['offered_rate']:g} ev/s, 1/txn",
+            figure=thr["events_per_s"],
+            unit="events/s",
+            baseline="raw aiokafka produce + consume, same broker",
+            baseline_figure=results["raw"]["msgs_per_s"],
+            baseline_unit="msgs/s",
+            ratio=r["ratio"],
+            p50_ms=lat["p50"],
+            p95_ms=lat["p95"],
+            p99_ms=lat["p99"],
+            target=f">= {TARGET_RATIO}x raw, p95 < {TARGET_P95_MS:.0f} ms",
+            met=r["meets_targets"],
+            note=f"handled {thr['handled']}/{thr['events']} (throughput), "
+            f"{lat['handled']}/{lat['events']} (latency)",
+        )
+    rows.emit()
     return 0
 
 
