@@ -22,19 +22,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import statistics
 import tempfile
 import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
-from report import BenchRows
+from report import BenchRows, Result, percentiles, run_workers
 from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -46,49 +44,6 @@ from shared.settings import LOCAL_JWT_SECRET
 
 PG_ADMIN = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 COMMUNITY = "bench-community"
-
-
-def percentiles(values: list[float]) -> tuple[float, float, float]:
-    cuts = statistics.quantiles(values, n=100, method="inclusive")
-    return cuts[49], cuts[94], cuts[98]
-
-
-@dataclass
-class Result:
-    name: str
-    count: int
-    seconds: float
-    latencies_ms: list[float]
-
-    @property
-    def rate(self) -> float:
-        return self.count / self.seconds
-
-    def line(self, baseline: Result | None = None) -> str:
-        text_ = f"  {self.name:<36} {self.rate:>8.0f}/s"
-        if self.latencies_ms:
-            p50, p95, p99 = percentiles(self.latencies_ms)
-            text_ += f"   p50 {p50:6.1f} ms  p95 {p95:6.1f} ms  p99 {p99:6.1f} ms"
-        if baseline is not None:
-            text_ += f"   ({self.rate / baseline.rate:.2f}x baseline)"
-        return text_
-
-
-async def run_workers(
-    total: int, concurrency: int, one: Callable[[int], Awaitable[None]]
-) -> tuple[float, list[float]]:
-    latencies: list[float] = []
-    counter = iter(range(total))
-
-    async def worker() -> None:
-        for i in counter:
-            started = time.perf_counter()
-            await one(i)
-            latencies.append((time.perf_counter() - started) * 1000)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return time.perf_counter() - started, latencies
 
 
 def bearer(subject: str, role: Role) -> dict[str, str]:

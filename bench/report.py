@@ -11,8 +11,13 @@ The folder is not a package: nothing here is installed with the platform.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -124,3 +129,49 @@ def parse_rows(output: str) -> list[dict[str, Any]] | None:
                 raise ValueError("BENCH_ROWS is not a JSON list")
             return [{key: row.get(key) for key in ROW_KEYS} for row in rows]
     return None
+
+
+# Timing helpers shared by the API benches: workers, results, percentiles.
+
+
+def percentiles(values: list[float]) -> tuple[float, float, float]:
+    cuts = statistics.quantiles(values, n=100, method="inclusive")
+    return cuts[49], cuts[94], cuts[98]
+
+
+@dataclass
+class Result:
+    name: str
+    count: int
+    seconds: float
+    latencies_ms: list[float]
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.seconds
+
+    def line(self, baseline: Result | None = None) -> str:
+        text_ = f"  {self.name:<36} {self.rate:>9.0f}/s"
+        if self.latencies_ms:
+            p50, p95, p99 = percentiles(self.latencies_ms)
+            text_ += f"   p50 {p50:6.1f} ms  p95 {p95:6.1f} ms  p99 {p99:6.1f} ms"
+        if baseline is not None:
+            text_ += f"   ({self.rate / baseline.rate:.2f}x baseline)"
+        return text_
+
+
+async def run_workers(
+    total: int, concurrency: int, one: Callable[[int], Awaitable[None]]
+) -> tuple[float, list[float]]:
+    latencies: list[float] = []
+    counter = iter(range(total))
+
+    async def worker() -> None:
+        for i in counter:
+            started = time.perf_counter()
+            await one(i)
+            latencies.append((time.perf_counter() - started) * 1000)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - started, latencies
