@@ -130,12 +130,22 @@ def _codec(request: Request) -> TokenCodec:
     return codec
 
 
-# The dependencies are async: a plain def would cost a thread-pool hop on every request.
-async def optional_principal(request: Request) -> Principal | None:
+def request_principal(request: Request) -> Principal | None:
+    """The bearer token's principal, verified once per request and remembered on it."""
+    cached: Principal | None = getattr(request.state, "verified_principal", None)
+    if cached is not None:
+        return cached
     token = bearer_token(request)
     if token is None:
         return None
-    return _codec(request).verify(token)
+    principal = _codec(request).verify(token)
+    request.state.verified_principal = principal
+    return principal
+
+
+# The dependencies are async: a plain def would cost a thread-pool hop on every request.
+async def optional_principal(request: Request) -> Principal | None:
+    return request_principal(request)
 
 
 async def current_principal(request: Request) -> Principal:

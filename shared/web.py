@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from shared import idempotency
-from shared.auth import bearer_token
+from shared.auth import request_principal
 from shared.errors import Unauthorized
 
 if TYPE_CHECKING:
@@ -39,14 +39,12 @@ def get_session(request: Request) -> AsyncSession:
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
-def _idempotency_owner(request: Request, runtime: ServiceRuntime) -> str:
-    token = bearer_token(request)
-    if token is None:
-        return "anonymous"
+def _idempotency_owner(request: Request) -> str:
     try:
-        return runtime.tokens.verify(token).subject
+        principal = request_principal(request)
     except Unauthorized:
         return "anonymous"
+    return principal.subject if principal is not None else "anonymous"
 
 
 class TransactionalRoute(APIRoute):
@@ -65,7 +63,7 @@ class TransactionalRoute(APIRoute):
                 outcome = await idempotency.begin(
                     runtime.db,
                     key=key,
-                    owner=_idempotency_owner(request, runtime),
+                    owner=_idempotency_owner(request),
                     fingerprint=fingerprint,
                     ttl=timedelta(hours=runtime.settings.idempotency_ttl_h),
                 )
