@@ -24,7 +24,7 @@ from starlette.responses import Response
 from shared import idempotency
 from shared.auth import TokenCodec
 from shared.bus import broker_reachable, ensure_topics
-from shared.consumer import EventConsumer, Handler
+from shared.consumer import EventConsumer, Subscription
 from shared.db import Database
 from shared.errors import PROBLEM_RESPONSES, install_error_handlers, problem
 from shared.events.topics import DOMAIN_TOPICS, dlq_topic
@@ -71,7 +71,7 @@ class ServiceRuntime:
 
 
 def build_runtime(
-    settings: ServiceSettings, subscriptions: Mapping[str, Handler] | None = None
+    settings: ServiceSettings, subscriptions: Mapping[str, Subscription] | None = None
 ) -> ServiceRuntime:
     db = Database(settings.database_url)
     return ServiceRuntime(
@@ -168,7 +168,7 @@ def create_service_app(
     description: str,
     routers: Sequence[APIRouter],
     migrations: Path,
-    subscriptions: Mapping[str, Handler] | None = None,
+    subscriptions: Mapping[str, Subscription] | None = None,
     jobs: Sequence[ScheduledJob] = (),
     on_startup: Iterable[LifecycleHook] = (),
     on_shutdown: Iterable[LifecycleHook] = (),

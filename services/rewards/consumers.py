@@ -10,14 +10,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.rewards.earning import EARNABLE
 from services.rewards.service import RewardsService
-from shared.consumer import ConsumedEvent, Handler
+from shared.consumer import Batched, ConsumedEvent, Subscription
 from shared.events.contracts.campaigns import CampaignRewardGranted, CampaignRewardRevoked
 from shared.events.contracts.members import MemberErased
 
 
-def subscriptions(rewards: RewardsService) -> dict[str, Handler]:
-    async def on_earning_event(session: AsyncSession, event: ConsumedEvent) -> None:
-        await rewards.earning.apply(session, event.envelope.type, event.data, source=event.id)
+def subscriptions(rewards: RewardsService) -> dict[str, Subscription]:
+    async def on_earning_events(session: AsyncSession, run: list[ConsumedEvent]) -> None:
+        items = [(event.envelope.type, event.data, event.id) for event in run]
+        await rewards.earning.apply_many(session, items)
 
     async def on_campaign_reward_granted(session: AsyncSession, event: ConsumedEvent) -> None:
         data: CampaignRewardGranted = event.data
@@ -31,7 +32,8 @@ def subscriptions(rewards: RewardsService) -> dict[str, Handler]:
         data: MemberErased = event.data
         await rewards.erase_member(session, data.member_id)
 
-    handlers: dict[str, Handler] = dict.fromkeys(EARNABLE, on_earning_event)
+    # One handler object for every earnable type, so a mixed run still pays in bulk.
+    handlers: dict[str, Subscription] = dict.fromkeys(EARNABLE, Batched(on_earning_events))
     handlers["campaign.reward_granted"] = on_campaign_reward_granted
     handlers["campaign.reward_revoked"] = on_campaign_reward_revoked
     handlers["member.erased"] = on_member_erased

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from time import monotonic
@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.rewards.errors import RuleNotFound, UnknownRuleEventType
-from services.rewards.ledger import Ledger, Posting
+from services.rewards.ledger import Credit, Ledger, Posting
 from services.rewards.models import EarningRule, LedgerEntry
 from services.rewards.schemas import EarningRuleCreate
 from services.rewards.tiers import TierService
@@ -104,6 +104,13 @@ class RuleSnapshot:
     ends_at: datetime | None
     tier_multipliers: dict[str, float]
     hold_h: float | None
+
+    @property
+    def reads_account(self) -> bool:
+        """Caps and tier multipliers decide the amount from the account and past entries."""
+        return (
+            bool(self.tier_multipliers) or self.daily_cap is not None or self.weekly_cap is not None
+        )
 
     @classmethod
     def of(cls, rule: EarningRule) -> RuleSnapshot:
@@ -208,6 +215,41 @@ class EarningService:
         self, session: AsyncSession, event_type: str, data: Any, source: str
     ) -> Posting | None:
         """Pay what ``event_type`` earns under the applicable rule; once per ``source``."""
+        [posting] = await self.apply_many(session, [(event_type, data, source)])
+        return posting
+
+    async def apply_many(
+        self, session: AsyncSession, events: Sequence[tuple[str, Any, str]]
+    ) -> list[Posting | None]:
+        """Pay a run of ``(event type, data, source)`` in order, one posting per source.
+
+        Plain rules (no caps, no tier multiplier) need nothing read first, so a stretch
+        of them is paid with one statement per table. A rule with caps or multipliers
+        reads the account and past entries under the account lock, so it is paid on
+        its own after everything before it.
+        """
+        postings: list[Posting | None] = [None] * len(events)
+        plain: list[tuple[int, Credit]] = []
+        for index, (event_type, data, source) in enumerate(events):
+            match = await self._match(session, event_type, data)
+            if match is None:
+                continue
+            earning, rule = match
+            if not rule.reads_account:
+                plain.append((index, self._credit(event_type, earning, rule, rule.points, source)))
+                continue
+            await self._pay(session, plain, postings, locked=False)
+            plain = []
+            points = await self._points_under_lock(session, rule, earning)
+            if points > 0:
+                credit = self._credit(event_type, earning, rule, points, source)
+                await self._pay(session, [(index, credit)], postings, locked=True)
+        await self._pay(session, plain, postings, locked=False)
+        return postings
+
+    async def _match(
+        self, session: AsyncSession, event_type: str, data: Any
+    ) -> tuple[Earning, RuleSnapshot] | None:
         extract = EARNABLE.get(event_type)
         if extract is None:
             return None
@@ -215,21 +257,14 @@ class EarningService:
         if earning.member_id is None:
             return None
         rule = await self.rule_for(session, event_type, earning)
-        if rule is None:
-            return None
-        points = rule.points
-        # Multipliers and caps read the account and past entries: hold the account first.
-        locked = bool(rule.tier_multipliers) or rule.daily_cap is not None
-        locked = locked or rule.weekly_cap is not None
-        if locked:
-            balance = await self.ledger.lock_account(session, earning.member_id)
-            multiplier = float(rule.tier_multipliers.get(balance.tier_code or "", 1.0))
-            points = math.floor(rule.points * multiplier)
-            points = await self._within_caps(session, rule, earning, points)
-            if points <= 0:
-                return None
-        posting = await self.ledger.earn(
-            session,
+        return None if rule is None else (earning, rule)
+
+    @staticmethod
+    def _credit(
+        event_type: str, earning: Earning, rule: RuleSnapshot, points: int, source: str
+    ) -> Credit:
+        assert earning.member_id is not None
+        return Credit(
             member_id=earning.member_id,
             amount=points,
             reason_code=event_type,
@@ -238,11 +273,35 @@ class EarningService:
             rule_id=rule.id,
             occurred_at=earning.occurred_at,
             hold=timedelta(hours=rule.hold_h) if rule.hold_h is not None else None,
-            locked=locked,
         )
-        if posting is not None:
-            await self.tiers.after_earning(session, earning.member_id, posting.balance)
-        return posting
+
+    async def _points_under_lock(
+        self, session: AsyncSession, rule: RuleSnapshot, earning: Earning
+    ) -> int:
+        assert earning.member_id is not None
+        balance = await self.ledger.lock_account(session, earning.member_id)
+        multiplier = float(rule.tier_multipliers.get(balance.tier_code or "", 1.0))
+        return await self._within_caps(session, rule, earning, math.floor(rule.points * multiplier))
+
+    async def _pay(
+        self,
+        session: AsyncSession,
+        credits: list[tuple[int, Credit]],
+        postings: list[Posting | None],
+        *,
+        locked: bool,
+    ) -> None:
+        """Post the credits, then upgrade each paid member's tier on their final balance."""
+        if not credits:
+            return
+        paid = await self.ledger.earn_many(session, [c for _, c in credits], locked=locked)
+        final: dict[str, Posting] = {}
+        for (index, credit), posting in zip(credits, paid, strict=True):
+            postings[index] = posting
+            if posting is not None:
+                final[credit.member_id] = posting
+        for member_id, posting in final.items():
+            await self.tiers.after_earning(session, member_id, posting.balance)
 
     async def _within_caps(
         self, session: AsyncSession, rule: RuleSnapshot, earning: Earning, points: int

@@ -8,13 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 from shared.broker import LocalBroker
 from shared.bus import new_producer
-from shared.consumer import ConsumedEvent, parse_data, parse_envelope
+from shared.consumer import ConsumedEvent, dispatch, parse_data, parse_envelope
 from shared.events.contracts.campaigns import (
     CampaignCheckedIn,
     CampaignRewardGranted,
     CampaignRewardRevoked,
 )
-from shared.events.contracts.content import QuizAnswered
+from shared.events.contracts.content import CommentCreated, QuizAnswered
 from shared.events.contracts.members import MemberReferralActivated, MemberRegistered
 from shared.events.topics import CONTENT
 from tests.conftest import eventually
@@ -47,8 +47,50 @@ async def test_even_without_the_inbox_the_ledger_source_pays_once(rewards: Rewar
     event = ConsumedEvent(envelope, parse_data(envelope), record.topic, 0, 0)
     for _ in range(5):
         async with rewards.runtime.db.session() as session:
-            await handler(session, event)
+            await dispatch(session, handler, [event])
+    async with rewards.runtime.db.session() as session:  # twice in one bulk run
+        await dispatch(session, handler, [event, event])
     assert (await rewards.account(author))["available"] == 5
+
+
+async def test_one_batch_of_mixed_rules_pays_in_order_with_exact_balances(
+    rewards: Rewards,
+) -> None:
+    """Plain rules pay in bulk, a capped rule reads the account between them, in order."""
+    await rewards.rule("reaction.added", 5)
+    await rewards.rule("comment.created", 3, daily_cap=6)
+    alice, bob = str(uuid.uuid4()), str(uuid.uuid4())
+    now = datetime.now(UTC)
+
+    def comment(author: str) -> CommentCreated:
+        return CommentCreated(
+            post_id=str(uuid.uuid4()),
+            community_id="c-1",
+            comment_id=str(uuid.uuid4()),
+            author_id=author,
+            post_author_id=bob,
+            created_at=now,
+        )
+
+    sequence = [like(alice), like(bob), comment(alice), like(alice), comment(alice)]
+    sequence += [comment(alice), like(bob), like(alice)]
+    await rewards.runtime.consumer.handle_batch(
+        [record_of(data, offset=n) for n, data in enumerate(sequence)]
+    )
+    # alice: 3 likes x 5 + comments 3 + 3 (the third is over the daily cap of 6).
+    assert (await rewards.account(alice))["available"] == 21
+    assert (await rewards.account(bob))["available"] == 10
+    earned = [e.data for e in await rewards.events("points.earned")]
+    assert [(e["member_id"], e["amount"]) for e in earned if e["member_id"] == alice] == [
+        (alice, 5),
+        (alice, 3),
+        (alice, 5),
+        (alice, 3),
+        (alice, 5),
+    ]
+    assert [e["balance"] for e in earned if e["member_id"] == alice] == [5, 8, 13, 16, 21]
+    assert [e["balance"] for e in earned if e["member_id"] == bob] == [5, 10]
+    assert (await rewards.audit())["balanced"] is True
 
 
 async def test_redelivery_through_the_real_broker_pays_once(

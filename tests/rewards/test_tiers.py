@@ -13,7 +13,7 @@ from shared.auth import Role
 from shared.db import utcnow
 from shared.scheduler import run_once
 from tests.conftest import auth
-from tests.rewards.conftest import OPERATOR, Rewards, RewardsFactory, like
+from tests.rewards.conftest import OPERATOR, Rewards, RewardsFactory, like, record_of
 
 LADDER = [("fan", "Fan", 0), ("core_fan", "Core Fan", 10), ("super_fan", "Super Fan", 30)]
 
@@ -64,6 +64,20 @@ async def test_earning_upgrades_at_once_and_multipliers_follow_the_tier(
         ("fan", "core_fan", "upgrade"),
         ("core_fan", "super_fan", "upgrade"),
     ]
+
+
+async def test_a_batch_of_likes_upgrades_once_to_the_tier_its_total_reaches(
+    rewards: Rewards,
+) -> None:
+    await ladder(rewards)
+    await rewards.rule("reaction.added", 4)
+    author = str(uuid.uuid4())
+    batch = [record_of(like(author), offset=n) for n in range(8)]
+    await rewards.runtime.consumer.handle_batch(batch)
+    account = await rewards.account(author)
+    assert (account["lifetime"], account["tier"]) == (32, "super_fan")
+    changes = [e.data for e in await rewards.events("tier.changed")]
+    assert [(c["previous_tier"], c["tier"]) for c in changes] == [(None, "super_fan")]
 
 
 async def test_adjustments_do_not_move_tiers(rewards: Rewards) -> None:

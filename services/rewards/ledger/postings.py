@@ -18,6 +18,7 @@ decides, never a read-then-write.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -60,9 +61,56 @@ class Posting:
     balance: Balance
 
 
+@dataclass(frozen=True)
+class Credit:
+    """Points to pay one member for one source (an event id, a request key)."""
+
+    member_id: str
+    amount: int
+    reason_code: str
+    reason: str
+    source: str
+    rule_id: str | None = None
+    occurred_at: datetime | None = None
+    hold: timedelta | None = None
+
+
+@dataclass(frozen=True)
+class _EarnPlan:
+    """The rows one credit writes, built before anything touches the database."""
+
+    credit: Credit
+    entry: dict[str, Any]
+    lines: list[dict[str, Any]]
+    lot: dict[str, Any]
+    available: int
+
+    @property
+    def pending(self) -> int:
+        return self.credit.amount - self.available
+
+
+Leg = tuple[str | None, str, str | None, int]
+
+
+def line_rows(entry_id: str, legs: list[Leg]) -> list[dict[str, Any]]:
+    assert sum(leg[3] for leg in legs) == 0, "a posting must balance"
+    return [
+        {
+            "entry_id": entry_id,
+            "member_id": member,
+            "account": account,
+            "lot_id": lot,
+            "amount": amount,
+        }
+        for member, account, lot, amount in legs
+    ]
+
+
 class Ledger:
     def __init__(self, settings: RewardsSettings) -> None:
         self.settings = settings
+        self.default_hold = timedelta(hours=settings.default_hold_h)
 
     # -- accounts ---------------------------------------------------------------------
 
@@ -97,75 +145,140 @@ class Ledger:
         the amount). Otherwise the entry insert comes first (it dedupes, and on SQLite
         takes the write lock) and one upsert creates or credits the account.
         """
-        if amount <= 0:
+        credit = Credit(member_id, amount, reason_code, reason, source, rule_id, occurred_at, hold)
+        [posting] = await self.earn_many(session, [credit], locked=locked)
+        return posting
+
+    async def earn_many(
+        self, session: AsyncSession, credits: Sequence[Credit], *, locked: bool = False
+    ) -> list[Posting | None]:
+        """Credit many lots with one statement per table; ``None`` where a source was paid.
+
+        Accounts are credited once per member with the run's total, in member order
+        (so two runs never wait on each other's rows in opposite orders); each
+        ``points.earned`` still carries the balance right after its own credit.
+        """
+        if any(credit.amount <= 0 for credit in credits):
             raise ValueError("earned amounts are positive")
         now = utcnow()
-        hold = hold if hold is not None else timedelta(hours=self.settings.default_hold_h)
-        available_at = now + hold
+        plans = [self._plan(credit, now) for credit in credits]
+        inserted = await self._insert_entries(session, [plan.entry for plan in plans])
+        fresh = [plan for plan in plans if plan.entry["id"] in inserted]
+        if not fresh:  # every source was paid before: nothing else to do
+            return [None] * len(plans)
+        await session.execute(sql.INSERT_LINES, [line for plan in fresh for line in plan.lines])
+        balances = await self._credit_accounts(session, fresh, now, locked=locked)
+        await session.execute(sql.INSERT_LOT, [plan.lot for plan in fresh])
+        postings: dict[str, Posting] = {}
+        published: list[tuple[EventData, str]] = []
+        # Walk backwards from each member's final balance to the balance after each credit.
+        for plan in reversed(fresh):
+            member = plan.credit.member_id
+            after = balances[member]
+            postings[plan.entry["id"]] = Posting(plan.entry["id"], plan.credit.amount, after)
+            balances[member] = Balance(
+                after.available - plan.available,
+                after.pending - plan.pending,
+                after.lifetime - plan.credit.amount,
+                after.tier_code,
+            )
+            published.append((self._earned_event(plan, after, now), member))
+        await events.publish_many(session, published[::-1])
+        return [postings.get(plan.entry["id"]) for plan in plans]
+
+    def _plan(self, credit: Credit, now: datetime) -> _EarnPlan:
+        hold = credit.hold if credit.hold is not None else self.default_hold
         bucket = PENDING if hold > timedelta(0) else AVAILABLE
-        days = self.settings.points_expiry_days
-        expires_at = now + timedelta(days=days) if days else None
+        available = credit.amount if bucket == AVAILABLE else 0
         entry_id, lot_id = str(uuid.uuid4()), str(uuid.uuid4())
-        posted = await self.write_entry(
-            session,
-            skip_duplicate=True,
-            entry={
-                "id": entry_id,
-                "member_id": member_id,
-                "kind": "earn",
-                "reason_code": reason_code,
-                "reason": reason,
-                "amount": amount,
-                "available_delta": amount if bucket == AVAILABLE else 0,
-                "pending_delta": amount if bucket == PENDING else 0,
-                "source": source,
-                "rule_id": rule_id,
-                "occurred_at": occurred_at or now,
-                "created_at": now,
-            },
-            lines=[(member_id, bucket, lot_id, amount), (None, EARNED, None, -amount)],
-        )
-        if not posted:  # this source was paid before: nothing else to do
-            return None
-        credit = {
-            "b_member": member_id,
-            "b_available": amount if bucket == AVAILABLE else 0,
-            "b_pending": amount if bucket == PENDING else 0,
-            "b_lifetime": amount,
-            "b_now": now,
+        days = self.settings.points_expiry_days
+        entry = {
+            "id": entry_id,
+            "member_id": credit.member_id,
+            "kind": "earn",
+            "reason_code": credit.reason_code,
+            "reason": credit.reason,
+            "amount": credit.amount,
+            "available_delta": available,
+            "pending_delta": credit.amount - available,
+            "source": credit.source,
+            "rule_id": credit.rule_id,
+            "occurred_at": credit.occurred_at or now,
+            "created_at": now,
         }
-        stmt = sql.MOVE if locked else sql.credit_account(dialect_of(session))
-        row = (await session.execute(stmt, credit)).one()
-        balance = Balance(row[0], row[1], row[2], row[3])
-        await session.execute(
-            sql.INSERT_LOT,
+        legs = [
+            (credit.member_id, bucket, lot_id, credit.amount),
+            (None, EARNED, None, -credit.amount),
+        ]
+        lot = {
+            "id": lot_id,
+            "member_id": credit.member_id,
+            "entry_id": entry_id,
+            "amount": credit.amount,
+            "remaining": credit.amount,
+            "status": bucket,
+            "available_at": now + hold,
+            "expires_at": now + timedelta(days=days) if days else None,
+            "created_at": now,
+        }
+        return _EarnPlan(credit, entry, line_rows(entry_id, legs), lot, available)
+
+    async def _insert_entries(
+        self, session: AsyncSession, entries: list[dict[str, Any]]
+    ) -> set[str]:
+        """Insert entries whose source is new; returns the ids that landed."""
+        stmt = sql.insert_entry(dialect_of(session))
+        if len(entries) == 1:
+            return set((await session.execute(stmt, entries[0])).scalars())
+        return set((await session.execute(stmt, entries)).scalars())
+
+    async def _credit_accounts(
+        self, session: AsyncSession, plans: list[_EarnPlan], now: datetime, *, locked: bool
+    ) -> dict[str, Balance]:
+        totals: dict[str, list[int]] = {}
+        for plan in plans:
+            total = totals.setdefault(plan.credit.member_id, [0, 0, 0])
+            total[0] += plan.available
+            total[1] += plan.pending
+            total[2] += plan.credit.amount
+        members = sorted(totals)
+        params = [
             {
-                "id": lot_id,
-                "member_id": member_id,
-                "entry_id": entry_id,
-                "amount": amount,
-                "remaining": amount,
-                "status": bucket,
-                "available_at": available_at,
-                "expires_at": expires_at,
-                "created_at": now,
-            },
-        )
-        data = PointsEarned(
-            member_id=member_id,
-            entry_id=entry_id,
-            amount=amount,
-            reason_code=reason_code,
-            reason=reason,
-            rule_id=rule_id,
-            source=source,
-            available_at=available_at,
-            expires_at=expires_at,
+                "b_member": member,
+                "b_available": totals[member][0],
+                "b_pending": totals[member][1],
+                "b_lifetime": totals[member][2],
+                "b_created": now,
+                "b_now": now,
+            }
+            for member in members
+        ]
+        if locked or len(params) == 1:
+            stmt = sql.MOVE if locked else sql.credit_account(dialect_of(session))
+            rows = [(await session.execute(stmt, one)).one() for one in params]
+            return {
+                member: Balance(row[0], row[1], row[2], row[3])
+                for member, row in zip(members, rows, strict=True)
+            }
+        stmt = sql.credit_accounts(dialect_of(session))
+        result = await session.execute(stmt, params)
+        return {row[0]: Balance(row[1], row[2], row[3], row[4]) for row in result}
+
+    def _earned_event(self, plan: _EarnPlan, balance: Balance, now: datetime) -> PointsEarned:
+        lot = plan.lot
+        return PointsEarned(
+            member_id=plan.credit.member_id,
+            entry_id=plan.entry["id"],
+            amount=plan.credit.amount,
+            reason_code=plan.credit.reason_code,
+            reason=plan.credit.reason,
+            rule_id=plan.credit.rule_id,
+            source=plan.credit.source,
+            available_at=lot["available_at"],
+            expires_at=lot["expires_at"],
             balance=balance.available,
             earned_at=now,
         )
-        await events.publish(session, data, subject=member_id)
-        return Posting(entry_id, amount, balance)
 
     async def spend(
         self,
@@ -323,7 +436,7 @@ class Ledger:
             raise InsufficientPoints(available=available or 0, required=amount)
         balance = Balance(row[0], row[1], row[2], row[3])
         entry_id = str(uuid.uuid4())
-        lines: list[tuple[str | None, str, str | None, int]] = []
+        lines: list[Leg] = []
         for lot_id, take in await self._consume_lots(session, member_id, amount):
             lines.append((member_id, AVAILABLE, lot_id, -take))
         lines.append((None, system, None, amount))
@@ -386,35 +499,11 @@ class Ledger:
         return Balance(row[0], row[1], row[2], row[3])
 
     async def write_entry(
-        self,
-        session: AsyncSession,
-        *,
-        entry: dict[str, Any],
-        lines: list[tuple[str | None, str, str | None, int]],
-        skip_duplicate: bool = False,
-    ) -> bool:
-        """Append an entry and its legs; a second entry for one ``source`` never lands.
-
-        With ``skip_duplicate`` a taken source returns False (the caller writes nothing
-        else); otherwise it raises ``DuplicateSource`` and the transaction rolls back.
-        """
-        assert sum(line[3] for line in lines) == 0, "a posting must balance"
-        inserted = await session.execute(sql.insert_entry(dialect_of(session)), entry)
-        if inserted.first() is None:
-            if skip_duplicate:
-                return False
+        self, session: AsyncSession, *, entry: dict[str, Any], lines: list[Leg]
+    ) -> None:
+        """Append an entry and its legs; a second entry for one ``source`` raises
+        ``DuplicateSource`` and the transaction rolls back."""
+        rows = line_rows(entry["id"], lines)
+        if not await self._insert_entries(session, [entry]):
             raise DuplicateSource(f"An entry for {entry['source']!r} already exists")
-        await session.execute(
-            sql.INSERT_LINES,
-            [
-                {
-                    "entry_id": entry["id"],
-                    "member_id": member,
-                    "account": account,
-                    "lot_id": lot,
-                    "amount": amount,
-                }
-                for member, account, lot, amount in lines
-            ],
-        )
-        return True
+        await session.execute(sql.INSERT_LINES, rows)

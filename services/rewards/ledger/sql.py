@@ -44,12 +44,22 @@ def lock_account(dialect: str) -> Any:
 @cache
 def credit_account(dialect: str) -> Any:
     """Create-or-credit in one statement, for postings that need nothing read first."""
+    return _credit_upsert(dialect).returning(*BALANCE)
+
+
+@cache
+def credit_accounts(dialect: str) -> Any:
+    """``credit_account`` for many members at once; rows name their member."""
+    return _credit_upsert(dialect).returning(ACCOUNTS.c.member_id, *BALANCE)
+
+
+def _credit_upsert(dialect: str) -> Any:
     stmt = _insert(dialect, ACCOUNTS).values(
         member_id=bindparam("b_member"),
         available=bindparam("b_available"),
         pending=bindparam("b_pending"),
         lifetime=bindparam("b_lifetime"),
-        created_at=bindparam("b_now"),
+        created_at=bindparam("b_created"),  # a bind used twice breaks multi-row VALUES
         updated_at=bindparam("b_now"),
     )
     return stmt.on_conflict_do_update(
@@ -60,7 +70,7 @@ def credit_account(dialect: str) -> Any:
             "lifetime": ACCOUNTS.c.lifetime + stmt.excluded.lifetime,
             "updated_at": stmt.excluded.updated_at,
         },
-    ).returning(*BALANCE)
+    )
 
 
 @cache
