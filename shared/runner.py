@@ -19,9 +19,8 @@ from typing import IO
 import httpx
 
 from shared.broker import LocalBroker, free_port
-from shared.settings import SERVICE_PORTS, ServiceSettings
+from shared.settings import BACKEND_SERVICES, SERVICE_PORTS, ServiceSettings, service_url_settings
 
-BACKEND_SERVICES = ("members", "content", "campaigns", "rewards", "analytics", "webhooks")
 # Interpreter teardown after a service's own shutdown budget, before we kill it.
 STOP_MARGIN_S = 5.0
 
@@ -63,8 +62,7 @@ class Platform:
         for name, port in self.ports.items():
             env[f"{name.upper()}_PORT"] = str(port)
             env[f"{name.upper()}_HOST"] = "127.0.0.1"
-            if name != "gateway":
-                env[f"GATEWAY_{name.upper()}_URL"] = self.url(name)
+        env.update(service_url_settings(self.url))
         return env
 
     def start(self, timeout_s: float = 90.0) -> None:
@@ -124,6 +122,13 @@ class Platform:
         try:
             process.wait(grace_s)
         except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def kill_service(self, name: str) -> None:
+        """SIGKILL one service, as a crash or an OOM kill would (the fault tests)."""
+        process = self.processes.pop(name, None)
+        if process is not None and process.poll() is None:
             process.kill()
             process.wait()
 

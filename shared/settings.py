@@ -7,6 +7,7 @@ use the service's prefix, e.g. ``MEMBERS_DATABASE_URL``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -25,6 +26,23 @@ SERVICE_PORTS: dict[str, int] = {
     "analytics": 8005,
     "webhooks": 8006,
 }
+BACKEND_SERVICES = tuple(name for name in SERVICE_PORTS if name != "gateway")
+
+# Who calls whom over HTTP; each pair is the setting ``<CALLER>_<CALLEE>_URL``.
+SERVICE_CALLS: dict[str, tuple[str, ...]] = {
+    "gateway": BACKEND_SERVICES,
+    "analytics": ("members",),  # segment membership for per-segment figures
+    "campaigns": ("members", "rewards"),  # eligibility; lottery entries priced in points
+}
+
+
+def service_url_settings(url_of: Callable[[str], str]) -> dict[str, str]:
+    """Every ``<CALLER>_<CALLEE>_URL`` variable, with ``url_of(callee)`` as its value."""
+    return {
+        f"{caller.upper()}_{callee.upper()}_URL": url_of(callee)
+        for caller, callees in SERVICE_CALLS.items()
+        for callee in callees
+    }
 
 
 def _env(name: str) -> AliasChoices:

@@ -13,6 +13,7 @@ import pytest
 
 from shared.app import shutdown_budget
 from shared.cli import app as cli
+from shared.settings import service_url_settings
 from tests.deploy.helpers import (
     POD_HOST,
     ROOT,
@@ -220,3 +221,10 @@ def test_compose_settings_load_in_production(service: str) -> None:
     assert settings_under(service, compose_env(services["migrate"])).profile == "production"
     drain_s, stop_s = shutdown_budget(settings)
     assert drain_s + stop_s < seconds(services[service]["stop_grace_period"])
+
+
+def test_compose_wires_every_service_to_service_call_to_the_callee() -> None:
+    services = load_compose()["services"]
+    for name, url in service_url_settings(lambda callee: f"http://{callee}:8000").items():
+        caller = name.split("_", 1)[0].lower()
+        assert compose_env(services[caller]).get(name) == url, name

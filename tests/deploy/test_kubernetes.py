@@ -13,7 +13,7 @@ import pytest
 
 from shared.app import shutdown_budget
 from shared.events.topics import DOMAIN_TOPICS, dlq_topic
-from shared.settings import ServiceSettings
+from shared.settings import ServiceSettings, service_url_settings
 from tests.deploy.helpers import (
     K8S,
     OVERLAYS,
@@ -276,3 +276,10 @@ def test_overlays_pin_their_image_tags_and_prod_keeps_three_gateways() -> None:
     for pdb in of_kind(render("dev"), "PodDisruptionBudget").values():
         # One replica in dev: minAvailable 1 would block every node drain.
         assert pdb["spec"] == pdb["spec"] | {"maxUnavailable": 1}
+
+
+@overlays
+def test_every_service_to_service_call_is_wired_to_the_callee(overlay: str) -> None:
+    wanted = service_url_settings(lambda callee: f"http://{callee}:8000")
+    config = configmap(render(overlay))
+    assert {name: config.get(name) for name in wanted} == wanted
