@@ -15,6 +15,7 @@ from services.campaigns.schemas import (
     CampaignPage,
     CampaignRead,
     CampaignType,
+    CampaignUpdate,
     CancelRequest,
     CheckinCreate,
     CheckinDay,
@@ -28,6 +29,7 @@ from services.campaigns.schemas import (
     GrantPage,
     GrantRead,
     LeaderboardRead,
+    LotteryRules,
     ParticipantCreate,
     ParticipantPage,
     ParticipantRead,
@@ -120,6 +122,14 @@ async def get_campaign(
     if principal.role is Role.MEMBER and campaign.status == "draft":
         raise CampaignNotFound(f"Campaign {campaign_id} does not exist")
     return service.read(campaign)
+
+
+@router.patch("/{campaign_id}", response_model=CampaignRead)
+async def update_campaign(
+    campaign_id: str, body: CampaignUpdate, session: SessionDep, service: Campaigns, _: Writer
+) -> CampaignRead:
+    """Edit a draft or scheduled campaign (name, window, rules, budget...); 409 once active."""
+    return service.read(await service.update(session, campaign_id, body))
 
 
 @router.post("/{campaign_id}/launch", response_model=CampaignRead)
@@ -287,21 +297,34 @@ async def list_checkins(
 )
 async def submit_entry(
     campaign_id: str,
+    request: Request,
     session: SessionDep,
     service: Campaigns,
     principal: MemberSelf,
     body: EntryCreate | None = None,
 ) -> EntryRead:
     """Enter a lottery or claim a flash-sale coupon (no body), or enter a UGC contest
-    (``post_id`` of the member's own published post). A sold-out sale is 409 ``sold-out``."""
+    (``post_id`` of the member's own published post). A sold-out sale is 409 ``sold-out``.
+    Lotteries priced in points spend them in rewards (``tickets`` to buy; 409
+    ``insufficient-points``; 503 leaves the entry pending, retried with the same
+    ``Idempotency-Key`` or by the service itself); check-in lotteries turn check-ins into
+    tickets (409 ``no-tickets-earned``)."""
     campaign, participant, now = await service.participate(
         session, campaign_id, principal.subject, types=("lottery", "ugc", "flash_sale")
     )
     body = body or EntryCreate()
+    if body.tickets is not None and campaign.type != "lottery":
+        raise InvalidApplication("Only lotteries take tickets", field="tickets")
     if campaign.type == "flash_sale":
         return await flash_sale.claim(session, campaign, participant, now)
     if campaign.type == "lottery":
-        entry = await lottery.enter(session, campaign, participant, now)
+        if LotteryRules.model_validate(campaign.rules).entry == "points":
+            key = request.headers.get("idempotency-key")
+            entry = await lottery.buy(
+                session, service.rewards, campaign, participant, body.tickets, key, now
+            )
+        else:
+            entry = await lottery.enter(session, campaign, participant, body.tickets, now)
     else:
         entry = await ugc.enter(session, campaign, participant, body.post_id, now)
     return EntryRead.model_validate(entry)
@@ -318,6 +341,7 @@ async def list_entries(
     if campaign.type not in ("lottery", "flash_sale"):
         raise WrongCampaignType(f"A {campaign.type} campaign has no entries")
     stmt = select(Entry).where(Entry.campaign_id == campaign.id).order_by(Entry.id)
+    # Entries waiting on their points spend are shown with status "pending".
     rows = (await session.scalars(stmt)).all()
     return EntryPage(items=[EntryRead.model_validate(r) for r in rows])
 

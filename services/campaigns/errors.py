@@ -107,3 +107,27 @@ class NoSlotsLeft(Conflict):
 
 class ParticipantNotFound(NotFound):
     code, title = "participant-not-found", "The member did not join this campaign"
+
+
+class CampaignLocked(Conflict):
+    code, title = "campaign-locked", "Only draft or scheduled campaigns can be edited"
+
+
+class InvalidCampaign(Unprocessable):
+    code, title = "invalid-campaign", "The campaign's fields do not fit together"
+
+
+class InsufficientPoints(Conflict):
+    code, title = "insufficient-points", "The member has not enough points for this entry"
+
+
+class NoTicketsEarned(Conflict):
+    code, title = "no-tickets-earned", "The member has no check-ins left to turn into tickets"
+
+
+class EntriesPending(Conflict):
+    code, title = "entries-pending", "Some paid entries still wait on rewards"
+
+
+class RewardsUnavailable(ServiceUnavailable):
+    code, title = "rewards-unavailable", "The rewards service did not answer"

@@ -136,6 +136,14 @@ class Entry(Base):
     votes: Mapped[int] = mapped_column(Integer)
     judge_score: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # Lotteries: an entry's weight in the draw, how it was had (free, points, checkins), and
+    # "pending" while its points are being spent in rewards (it is not in any draw then).
+    tickets: Mapped[int] = mapped_column(Integer, server_default="1", default=1)
+    source: Mapped[str] = mapped_column(String(16), server_default="free", default="free")
+    status: Mapped[str] = mapped_column(
+        String(16), index=True, server_default="confirmed", default="confirmed"
+    )
+    points_spent: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (Index("uq_entries_campaign_post", "campaign_id", "post_id", unique=True),)
 
@@ -171,6 +179,7 @@ class Draw(Base):
     seed: Mapped[str] = mapped_column(String(64))
     seed_hash: Mapped[str] = mapped_column(String(64))
     entry_ids: Mapped[list[str]] = mapped_column(JSON)
+    entry_tickets: Mapped[list[int] | None] = mapped_column(JSON)
     winner_entry_ids: Mapped[list[str]] = mapped_column(JSON)
     drawn_at: Mapped[datetime] = mapped_column(UtcDateTime())
 

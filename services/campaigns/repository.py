@@ -65,6 +65,18 @@ class CampaignRepository:
         )
         return changed(result) == 1
 
+    async def edit(self, campaign_id: str, statuses: Sequence[str], **values: Any) -> bool:
+        """Update fields while the campaign is still in one of ``statuses``."""
+        if not values:
+            return True
+        result = await self.session.execute(
+            update(Campaign)
+            .where(Campaign.id == campaign_id, Campaign.status.in_(statuses))
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        return changed(result) == 1
+
     async def spend(self, campaign_id: str, points: int, coupons: int) -> bool:
         """Take from the budget only while it lasts; False when the cap would be passed."""
         stmt = update(Campaign).where(Campaign.id == campaign_id)

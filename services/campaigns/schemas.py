@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -20,6 +21,17 @@ Id = Annotated[str, Field(min_length=1, max_length=36)]
 CampaignType = Literal[
     "checkin", "referral", "lottery", "ugc", "quiz", "flash_sale", "group_buy", "trial"
 ]
+
+
+def _known_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}") from None
+    return value
+
+
+Zone = Annotated[str, Field(max_length=64), AfterValidator(_known_zone)]
 Status = Literal["draft", "scheduled", "active", "ended", "settled", "cancelled"]
 
 
@@ -71,6 +83,26 @@ class LotteryRules(Input):
     winners: int = Field(ge=1, le=10_000)
     prize: Reward
     max_entries_per_member: int = Field(1, ge=1, le=100)
+    entry: Literal["free", "points", "checkins"] = Field(
+        "free",
+        description="free: one ticket per entry; points: tickets bought with points "
+        "(spent in rewards); checkins: each check-in in checkin_campaign_id earns a ticket.",
+    )
+    points_per_ticket: int | None = Field(None, ge=1, le=1_000_000)
+    checkin_campaign_id: Id | None = Field(
+        None, description="checkins: the check-in challenge whose check-ins become tickets."
+    )
+    max_tickets_per_entry: int = Field(
+        1, ge=1, le=1000, description="Tickets one entry may buy (points) or convert (checkins)."
+    )
+
+    @model_validator(mode="after")
+    def _priced(self) -> LotteryRules:
+        if (self.entry == "points") != (self.points_per_ticket is not None):
+            raise ValueError("points_per_ticket is set exactly when entry is points")
+        if (self.entry == "checkins") != (self.checkin_campaign_id is not None):
+            raise ValueError("checkin_campaign_id is set exactly when entry is checkins")
+        return self
 
 
 class UgcRules(Input):
@@ -105,8 +137,8 @@ class CampaignCommon(Input):
     segment_id: Id | None = None
     starts_at: AwareDatetime
     ends_at: AwareDatetime
-    timezone: str | None = Field(
-        None, max_length=64, description="IANA zone of local days; default: the community's."
+    timezone: Zone | None = Field(
+        None, description="IANA zone of local days; default: the community's."
     )
     budget_points: int | None = Field(None, ge=0, description="Most points paid in all.")
     budget_coupons: int | None = Field(None, ge=0, description="Most coupons issued in all.")
@@ -117,16 +149,6 @@ class CampaignCommon(Input):
         starts = info.data.get("starts_at")
         if starts is not None and value <= starts:
             raise ValueError("ends_at must be after starts_at")
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                ZoneInfo(value)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise ValueError(f"unknown time zone {value!r}") from None
         return value
 
 
@@ -144,6 +166,9 @@ class TrialRules(Input):
         "none", description="At settlement, fill free slots with the earliest applicants."
     )
     review_days: int = Field(14, ge=1, le=365, description="Days to post a review.")
+    review_reward: Reward | None = Field(
+        None, description="Paid at settlement to each selected member who posted a review."
+    )
 
 
 class CheckinCampaignCreate(CampaignCommon):
@@ -199,6 +224,35 @@ AnyCampaignCreate = (
     | FlashSaleCampaignCreate
 )
 CampaignCreate = Annotated[AnyCampaignCreate, Field(discriminator="type")]
+
+
+RULES_BY_TYPE: dict[str, type[Input]] = {
+    "checkin": CheckinRules,
+    "referral": ReferralRules,
+    "lottery": LotteryRules,
+    "ugc": UgcRules,
+    "quiz": QuizRules,
+    "flash_sale": FlashSaleRules,
+    "group_buy": GroupBuyRules,
+    "trial": TrialRules,
+}
+
+
+class CampaignUpdate(Input):
+    """Edits of a draft or scheduled campaign; only the fields sent change.
+
+    ``rules`` replaces the rules whole and is checked against the campaign's type.
+    """
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    objective: Literal["awareness", "engagement", "acquisition", "sales"] | None = None
+    segment_id: Id | None = None
+    starts_at: AwareDatetime | None = None
+    ends_at: AwareDatetime | None = None
+    timezone: Zone | None = None
+    rules: dict[str, Any] | None = None
+    budget_points: int | None = Field(None, ge=0)
+    budget_coupons: int | None = Field(None, ge=0)
 
 
 class CancelRequest(Input):
@@ -312,6 +366,9 @@ class EntryCreate(Input):
     """A lottery entry or flash-sale claim (no body), or a UGC entry (``post_id``)."""
 
     post_id: Id | None = Field(None, description="UGC contests: the member's published post.")
+    tickets: int | None = Field(
+        None, ge=1, le=1000, description="Lotteries priced in points: tickets to buy (1)."
+    )
 
 
 class EntryJudgement(Input):
@@ -326,6 +383,12 @@ class EntryRead(Read):
     votes: int
     judge_score: float | None
     created_at: datetime
+    tickets: int = Field(1, description="Lotteries: the entry's weight in the draw.")
+    source: str = Field("free", description="Lotteries: free, points or checkins.")
+    status: str = Field(
+        "confirmed", description="pending while its points are being spent in rewards."
+    )
+    points_spent: int | None = None
     score: float | None = Field(None, description="UGC: the blended score that ranks entries.")
     grant_id: str | None = Field(None, description="Flash sales: the coupon grant claimed.")
 
@@ -360,6 +423,7 @@ class VoteFlagPage(BaseModel):
 class DrawEntry(BaseModel):
     entry_id: str
     member_id: str
+    tickets: int = Field(description="The entry's weight: how many tickets it holds.")
 
 
 class DrawRead(BaseModel):
@@ -368,7 +432,9 @@ class DrawRead(BaseModel):
     seed_hash: str | None
     seed: str | None = Field(None, description="Revealed at the draw.")
     winners: int
-    entries: list[DrawEntry] = Field(description="Every entry, sorted by entry_id.")
+    entries: list[DrawEntry] = Field(
+        description="Every confirmed entry, sorted by entry_id, with its tickets."
+    )
     winner_entry_ids: list[str]
     drawn_at: datetime | None
 

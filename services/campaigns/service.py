@@ -12,14 +12,17 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.campaigns import events
 from services.campaigns.errors import (
     AlreadyJoined,
+    CampaignLocked,
     CampaignNotFound,
     CampaignNotOpen,
+    InvalidCampaign,
     InvalidTransition,
     NotCommunityMember,
     NotInTargetSegment,
@@ -32,9 +35,12 @@ from services.campaigns.repository import (
     ParticipantRepository,
     ReplicaRepository,
 )
+from services.campaigns.rewards_client import RewardsClient
 from services.campaigns.schemas import (
+    RULES_BY_TYPE,
     AnyCampaignCreate,
     CampaignRead,
+    CampaignUpdate,
     FlashSaleCampaignCreate,
     LeaderboardRead,
     LeaderboardRow,
@@ -45,13 +51,20 @@ from shared.db import utcnow
 from shared.scheduler import claim
 
 DEFAULT_TIMEZONE = "UTC"
+EDITABLE = ("draft", "scheduled")
 
 Clock = Callable[[], datetime]
 
 
 class CampaignService:
-    def __init__(self, members: MembersClient | None, clock: Clock = utcnow) -> None:
+    def __init__(
+        self,
+        members: MembersClient | None,
+        clock: Clock = utcnow,
+        rewards: RewardsClient | None = None,
+    ) -> None:
         self.members = members
+        self.rewards = rewards
         self.clock = clock
 
     # --- reading ---------------------------------------------------------------------------
@@ -109,6 +122,7 @@ class CampaignService:
         self, session: AsyncSession, body: AnyCampaignCreate, created_by: str
     ) -> Campaign:
         repo = CampaignRepository(session)
+        await self._check_links(session, body.type, body.rules.model_dump())
         zone = body.timezone or await repo.timezone_of(body.community_id) or DEFAULT_TIMEZONE
         campaign = Campaign(
             id=str(uuid.uuid4()),
@@ -138,6 +152,63 @@ class CampaignService:
         await session.flush()
         await events.campaign_created(session, campaign)
         return campaign
+
+    async def update(
+        self, session: AsyncSession, campaign_id: str, body: CampaignUpdate
+    ) -> Campaign:
+        """Edit a campaign before it runs. Once active its terms are promises to members."""
+        campaign = await self.get(session, campaign_id, lock=True)
+        if campaign.status not in EDITABLE:
+            raise CampaignLocked(f"A {campaign.status} campaign cannot be edited")
+        values = body.model_dump(exclude_unset=True, exclude={"rules"})
+        for name in ("name", "objective", "starts_at", "ends_at", "timezone"):
+            if name in values and values[name] is None:
+                raise InvalidCampaign(f"{name} cannot be cleared", field=name)
+        if body.rules is not None:
+            values["rules"] = self._rules(campaign.type, body.rules)
+            await self._check_links(session, campaign.type, values["rules"])
+        if campaign.type == "flash_sale":
+            # The stock is the coupon budget (as at creation).
+            values["budget_coupons"] = values.get("rules", campaign.rules)["stock"]
+        starts = values.get("starts_at", campaign.starts_at)
+        ends = values.get("ends_at", campaign.ends_at)
+        if ends <= starts:
+            raise InvalidCampaign("ends_at must be after starts_at", field="ends_at")
+        if campaign.status == "scheduled" and ends <= self.clock():
+            raise InvalidCampaign("A scheduled campaign must end in the future", field="ends_at")
+        # The conditional UPDATE refuses an edit racing a launch or the scheduler's start.
+        if not await CampaignRepository(session).edit(campaign.id, EDITABLE, **values):
+            raise CampaignLocked("The campaign started while it was being edited")
+        return await self.get(session, campaign_id)
+
+    async def _check_links(self, session: AsyncSession, type_: str, rules: dict[str, Any]) -> None:
+        """A lottery whose tickets come from check-ins names a check-in challenge."""
+        linked = rules.get("checkin_campaign_id") if type_ == "lottery" else None
+        if linked is None:
+            return
+        found = await CampaignRepository(session).get(linked)
+        if found is None or found.type != "checkin":
+            raise InvalidCampaign(
+                f"checkin_campaign_id {linked} is not a check-in challenge",
+                field="rules.checkin_campaign_id",
+            )
+
+    @staticmethod
+    def _rules(type_: str, raw: dict[str, Any]) -> dict[str, Any]:
+        try:
+            rules = RULES_BY_TYPE[type_].model_validate(raw)
+        except ValidationError as exc:
+            errors = [
+                {
+                    "field": ".".join(["body", "rules", *map(str, e["loc"])]),
+                    "message": e["msg"],
+                    "type": e["type"],
+                }
+                for e in exc.errors()
+            ]
+            raise InvalidCampaign(f"rules do not fit a {type_} campaign", errors=errors) from None
+        dumped: dict[str, Any] = rules.model_dump(mode="json")
+        return dumped
 
     async def launch(self, session: AsyncSession, campaign_id: str) -> Campaign:
         campaign = await self.get(session, campaign_id, lock=True)

@@ -9,9 +9,8 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 
-from services.rewards.errors import IdempotencyKeyRequired
 from services.rewards.ledger import Posting
 from services.rewards.models import Account
 from services.rewards.schemas import (
@@ -39,6 +38,7 @@ from services.rewards.schemas import (
     RedemptionCreate,
     RedemptionPage,
     RedemptionRead,
+    ServiceSpendCreate,
     TierCreate,
     TierList,
     TierRead,
@@ -46,7 +46,7 @@ from services.rewards.schemas import (
 from services.rewards.service import RewardsService
 from shared.auth import CurrentPrincipal, OperatorPrincipal, Principal, Role, require_scope
 from shared.errors import Forbidden, Unprocessable
-from shared.web import SessionDep, TransactionalRoute
+from shared.web import IdempotencyKey, RequiredIdempotencyKey, SessionDep, TransactionalRoute
 
 
 def get_rewards(request: Request) -> RewardsService:
@@ -57,7 +57,8 @@ def get_rewards(request: Request) -> RewardsService:
 RewardsDep = Annotated[RewardsService, Depends(get_rewards)]
 ReaderPrincipal = Annotated[Principal, Depends(require_scope("rewards:read"))]
 WriterPrincipal = Annotated[Principal, Depends(require_scope("rewards:write"))]
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+# Services only: no staff role, and internal routes are never proxied by the gateway.
+SpenderPrincipal = Annotated[Principal, Depends(require_scope("points:spend", staff=()))]
 Cursor = Annotated[str | None, Query(max_length=200)]
 Limit = Annotated[int, Query(ge=1, le=200)]
 
@@ -372,14 +373,12 @@ async def redeem_reward(
     rewards: RewardsDep,
     principal: CurrentPrincipal,
     response: Response,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: RequiredIdempotencyKey,
 ) -> RedemptionRead:
     """Spend points on a catalogue item; stock and points move in one transaction.
 
-    Requires ``Idempotency-Key`` (428 without); 409 with the balance when short.
+    Requires ``Idempotency-Key`` (a 422 names it when missing); 409 with the balance when short.
     """
-    if not idempotency_key:
-        raise IdempotencyKeyRequired("POST /v1/redemptions needs an Idempotency-Key header")
     member_id = _redeeming_member(principal, body.member_id)
     redemption = await rewards.catalog.redeem(
         session,
@@ -430,4 +429,41 @@ async def list_redemptions(
     )
 
 
-routers = [accounts, rules, tiers, coupons, catalog, redemptions]
+# -- internal: other services, never proxied by the gateway ---------------------------
+
+internal = APIRouter(
+    prefix="/internal/v1/accounts", tags=["internal"], route_class=TransactionalRoute
+)
+
+
+@internal.post(
+    "/{member_id}/spends",
+    status_code=status.HTTP_201_CREATED,
+    response_model=PostingRead,
+    include_in_schema=False,
+)
+async def spend_for_service(
+    member_id: str,
+    body: ServiceSpendCreate,
+    session: SessionDep,
+    rewards: RewardsDep,
+    caller: SpenderPrincipal,
+    idempotency_key: RequiredIdempotencyKey,
+) -> PostingRead:
+    """Spend once per key (409 ``insufficient-points`` with the balance); emits ``points.spent``.
+
+    The key is also the entry's source, so a retry after the key's record expired
+    answers 409 ``already-posted`` instead of spending twice.
+    """
+    posting = await rewards.ledger.spend(
+        session,
+        member_id=member_id,
+        amount=body.amount,
+        reason_code=body.reason_code,
+        reason=body.reason,
+        source=f"service:{caller.subject}:{idempotency_key}",
+    )
+    return posting_read(member_id, posting)
+
+
+routers = [accounts, rules, tiers, coupons, catalog, redemptions, internal]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.errors import Conflict, DomainError, NotFound, Unprocessable
+from shared.errors import Conflict, NotFound, Unprocessable
 
 
 class InsufficientPoints(Conflict):
@@ -74,10 +74,6 @@ class ItemNotFound(NotFound):
 
 class ItemOutOfStock(Conflict):
     code, title = "item-out-of-stock", "Catalogue item out of stock"
-
-
-class IdempotencyKeyRequired(DomainError):
-    status, code, title = 428, "idempotency-key-required", "Idempotency-Key required"
 
 
 class InvalidGrant(Unprocessable):

@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from shared.web import JsonInt
+
 CODE_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
 
 
@@ -68,6 +70,14 @@ class AdjustmentCreate(Input):
         if self.amount == 0 or abs(self.amount) > 10_000_000:
             raise ValueError("amount must be non-zero and at most 10,000,000 either way")
         return self
+
+
+class ServiceSpendCreate(Input):
+    """Another service spends a member's points, e.g. a lottery entry priced in points."""
+
+    amount: int = Field(gt=0, le=10_000_000)
+    reason_code: str = Field(min_length=1, max_length=60, pattern=r"^[a-z][a-z0-9_.]*$")
+    reason: str = Field(min_length=3, max_length=500)
 
 
 class PostingRead(BaseModel):
@@ -131,7 +141,9 @@ class EarningRuleRead(Output):
 class TierCreate(Input):
     code: str = Field(pattern=CODE_PATTERN, description="e.g. core_fan")
     name: str = Field(min_length=1, max_length=80)
-    threshold: int = Field(ge=0, le=1_000_000_000, description="Points needed to reach the tier.")
+    threshold: JsonInt = Field(
+        ge=0, le=1_000_000_000, description="Points needed to reach the tier."
+    )
 
 
 class TierRead(Output):

@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from services.campaigns.app import create_app
 from services.campaigns.members_client import MembersClient
+from services.campaigns.rewards_client import RewardsClient
 from services.campaigns.service import CampaignService
 from services.campaigns.settings import CampaignsSettings
 from shared.app import ServiceRuntime
@@ -153,10 +154,18 @@ class Harness:
 
 
 async def start_campaigns(
-    url: str, clock: Clock, members_client: MembersClient | None = None
+    url: str,
+    clock: Clock,
+    members_client: MembersClient | None = None,
+    rewards_client: RewardsClient | None = None,
 ) -> tuple[Any, Any]:
     settings = CampaignsSettings.model_validate({"database_url": url, "log_json": False})
-    app = create_app(settings, run_background=False, members_client=members_client)
+    app = create_app(
+        settings,
+        run_background=False,
+        members_client=members_client,
+        rewards_client=rewards_client,
+    )
     app.state.campaign_service.clock = clock
     return app, running(app)
 

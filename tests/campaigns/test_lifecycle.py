@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import func, select
@@ -218,3 +218,118 @@ async def test_two_replicas_racing_the_scheduler_move_each_campaign_once(
         async with one.state.runtime.db.session() as session:
             statuses = await session.scalar(select(func.count()).where(Campaign.status == "ended"))
         assert statuses == 30
+
+
+# --- editing before launch --------------------------------------------------------------------
+
+
+async def test_a_draft_is_edited_field_by_field(harness: Harness) -> None:
+    campaign = await harness.create("checkin", CHECKIN, budget_points=100)
+    path = f"/v1/campaigns/{campaign['id']}"
+    new_end = START + timedelta(days=7)
+    edit = {
+        "name": "7-day sprint",
+        "ends_at": new_end.isoformat(),
+        "rules": {"days_required": 7, "mode": "consecutive"},
+        "budget_points": 500,
+    }
+    response = await harness.client.patch(path, json=edit, headers=OPERATOR)
+    assert response.status_code == 200, response.text
+    stored = (await harness.client.get(path, headers=OPERATOR)).json()
+    assert stored["name"] == "7-day sprint"
+    assert datetime.fromisoformat(stored["ends_at"]) == new_end
+    assert (stored["rules"]["days_required"], stored["rules"]["mode"]) == (7, "consecutive")
+    assert stored["rules"]["makeup_cards"] == 0, "rules are checked and completed by type"
+    assert stored["budget_points"] == 500
+    assert (stored["objective"], stored["timezone"]) == (campaign["objective"], "Asia/Shanghai")
+    cleared = await harness.client.patch(path, json={"budget_points": None}, headers=OPERATOR)
+    assert cleared.json()["budget_points"] is None
+
+
+async def test_a_scheduled_campaign_is_edited_and_starts_at_its_new_time(
+    harness: Harness,
+) -> None:
+    later = START + timedelta(hours=2)
+    campaign = await harness.create("checkin", CHECKIN, starts_at=later.isoformat())
+    path = f"/v1/campaigns/{campaign['id']}"
+    await harness.client.post(f"{path}/launch", headers=OPERATOR)
+    sooner = START + timedelta(minutes=30)
+    edit = await harness.client.patch(
+        path, json={"starts_at": sooner.isoformat()}, headers=OPERATOR
+    )
+    assert edit.status_code == 200, edit.text
+    assert edit.json()["status"] == "scheduled"
+    harness.clock.advance(minutes=31)
+    assert await harness.tick() == 1
+    assert (await harness.client.get(path, headers=OPERATOR)).json()["status"] == "active"
+
+
+async def test_once_active_ended_or_cancelled_a_campaign_cannot_be_edited(
+    harness: Harness,
+) -> None:
+    campaign = await harness.active("checkin", CHECKIN)
+    path = f"/v1/campaigns/{campaign['id']}"
+    for step in (None, "end", "settle"):
+        if step is not None:
+            assert (await harness.client.post(f"{path}/{step}", headers=OPERATOR)).is_success
+        response = await harness.client.patch(path, json={"name": "late"}, headers=OPERATOR)
+        assert response.status_code == 409
+        assert response.json()["type"].endswith("/campaign-locked")
+    cancelled = await harness.create("checkin", CHECKIN)
+    await harness.client.post(f"/v1/campaigns/{cancelled['id']}/cancel", headers=OPERATOR)
+    response = await harness.client.patch(
+        f"/v1/campaigns/{cancelled['id']}", json={"name": "late"}, headers=OPERATOR
+    )
+    assert response.status_code == 409
+    names = {
+        c["name"]
+        for c in (await harness.client.get("/v1/campaigns", headers=OPERATOR)).json()["items"]
+    }
+    assert "late" not in names
+
+
+async def test_bad_edits_are_problems_naming_the_field_and_change_nothing(
+    harness: Harness,
+) -> None:
+    campaign = await harness.create("checkin", CHECKIN)
+    path = f"/v1/campaigns/{campaign['id']}"
+    bad_rules = await harness.client.patch(
+        path, json={"name": "renamed", "rules": {"days_required": 0}}, headers=OPERATOR
+    )
+    assert bad_rules.status_code == 422
+    assert bad_rules.json()["type"].endswith("/invalid-campaign")
+    assert bad_rules.json()["errors"][0]["field"] == "body.rules.days_required"
+    other_type = await harness.client.patch(
+        path, json={"rules": {"stock": 5, "coupon_template_id": "t"}}, headers=OPERATOR
+    )
+    assert other_type.status_code == 422
+    backwards = await harness.client.patch(
+        path, json={"ends_at": (START - timedelta(days=1)).isoformat()}, headers=OPERATOR
+    )
+    assert backwards.status_code == 422
+    for body in ({"name": None}, {"timezone": "Mars/Olympus"}, {"type": "quiz"}):
+        response = await harness.client.patch(path, json=body, headers=OPERATOR)
+        assert response.status_code == 422, body
+    member = await harness.client.patch(path, json={"name": "mine"}, headers=auth(Role.MEMBER))
+    assert member.status_code == 403
+    missing = await harness.client.patch("/v1/campaigns/nope", json={}, headers=OPERATOR)
+    assert missing.status_code == 404
+    stored = (await harness.client.get(path, headers=OPERATOR)).json()
+    assert (stored["name"], stored["rules"], stored["ends_at"]) == (
+        campaign["name"],
+        campaign["rules"],
+        campaign["ends_at"],
+    )
+
+
+async def test_editing_a_flash_sale_stock_moves_its_coupon_budget(harness: Harness) -> None:
+    rules = {"stock": 10, "coupon_template_id": "tpl-1"}
+    campaign = await harness.create("flash_sale", rules, budget_coupons=3)
+    assert campaign["budget_coupons"] == 10
+    response = await harness.client.patch(
+        f"/v1/campaigns/{campaign['id']}",
+        json={"rules": {**rules, "stock": 25}, "budget_coupons": 1},
+        headers=OPERATOR,
+    )
+    assert response.status_code == 200, response.text
+    assert (response.json()["budget_coupons"], response.json()["stock_left"]) == (25, 25)

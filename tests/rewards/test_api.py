@@ -165,14 +165,15 @@ async def test_redemption_spends_points_and_stock_together(rewards: Rewards) -> 
     assert redeemed.data["item_id"] == item["id"]
 
 
-async def test_redemption_without_an_idempotency_key_is_a_428_problem(rewards: Rewards) -> None:
+async def test_redemption_without_an_idempotency_key_is_a_422_naming_it(rewards: Rewards) -> None:
     member = str(uuid.uuid4())
     item = await rewards.item(10, stock=1)
     response = await rewards.client.post(
         "/v1/redemptions", json={"item_id": item["id"]}, headers=auth(Role.MEMBER, member)
     )
-    assert response.status_code == 428
+    assert response.status_code == 422
     assert response.headers["content-type"] == "application/problem+json"
+    assert [e["field"] for e in response.json()["errors"]] == ["header.Idempotency-Key"]
 
 
 async def test_short_balance_is_a_409_with_the_balance_and_writes_nothing(
@@ -263,3 +264,32 @@ async def test_dates_without_a_time_zone_are_a_422_not_a_crash(rewards: Rewards)
     )
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "body.starts_at"
+
+
+async def test_a_service_spends_points_once_per_key_and_members_hear_of_it(
+    rewards: Rewards,
+) -> None:
+    member = str(uuid.uuid4())
+    await rewards.credit(member, 50)
+    path = f"/internal/v1/accounts/{member}/spends"
+    body = {"amount": 20, "reason_code": "lottery_entry", "reason": "Lottery entry e-1"}
+    campaigns = auth(Role.PARTNER, "campaigns", scopes=frozenset({"points:spend"}))
+    for refused in (OPERATOR, auth(Role.PARTNER, "shop", scopes=frozenset({"rewards:*"}))):
+        response = await rewards.client.post(
+            path, json=body, headers={**refused, "Idempotency-Key": "e-1"}
+        )
+        assert response.status_code == 403, response.text
+    for _ in range(2):
+        response = await rewards.client.post(
+            path, json=body, headers={**campaigns, "Idempotency-Key": "e-1"}
+        )
+        assert response.status_code == 201, response.text
+        assert response.json()["account"]["available"] == 30
+    short = await rewards.client.post(
+        path, json={**body, "amount": 31}, headers={**campaigns, "Idempotency-Key": "e-2"}
+    )
+    assert short.status_code == 409
+    assert short.json()["balance"] == {"available": 30}
+    spent = [e.data for e in await rewards.events("points.spent")]
+    assert [(e["amount"], e["reason_code"]) for e in spent] == [(20, "lottery_entry")]
+    assert (await rewards.audit())["balanced"] is True

@@ -1,6 +1,7 @@
 """Product trial: members apply with answers; operators (or the earliest-first rule at
 settlement) select up to ``slots``; the selected are told (``trial.selected``) and asked
 for a review post, which completes their participation when content publishes it.
+Settlement pays the optional ``review_reward`` to every selected member who reviewed.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from services.campaigns.errors import (
     ParticipantNotFound,
 )
 from services.campaigns.events import emit
+from services.campaigns.grants import pay
 from services.campaigns.models import Campaign, Participant
 from services.campaigns.repository import CampaignRepository, ParticipantRepository
 from services.campaigns.schemas import TrialRules
@@ -86,6 +88,29 @@ async def select_member(
 
 async def settle(session: AsyncSession, campaign: Campaign, now: datetime) -> None:
     rules = TrialRules.model_validate(campaign.rules)
+    await _fill_free_slots(session, campaign, rules, now)
+    if rules.review_reward is None:
+        return
+    reviewers = (
+        await session.scalars(
+            select(Participant.member_id)
+            .where(
+                Participant.campaign_id == campaign.id,
+                Participant.selected_at.is_not(None),
+                Participant.completed_at.is_not(None),
+            )
+            .order_by(Participant.completed_at, Participant.member_id)
+        )
+    ).all()
+    # Earliest reviewers are paid first when the budget runs out.
+    reward = rules.review_reward.model_dump()
+    for member_id in reviewers:
+        await pay(session, campaign, member_id, reward, "trial-review", now)
+
+
+async def _fill_free_slots(
+    session: AsyncSession, campaign: Campaign, rules: TrialRules, now: datetime
+) -> None:
     free = rules.slots - await _selected(session, campaign.id)
     if rules.auto_select != "earliest" or free <= 0:
         return

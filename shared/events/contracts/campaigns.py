@@ -130,6 +130,7 @@ class CampaignEntrySubmitted(EventData):
     entry_id: str
     member_id: str
     post_id: str | None = None
+    tickets: int = Field(1, ge=1, description="Lotteries: the entry's weight in the draw.")
     submitted_at: datetime
 
 
@@ -163,6 +164,9 @@ class LotteryDrawPublished(EventData):
     seed: str = Field(description="The revealed seed; sha256(seed) equals the committed hash.")
     seed_hash: str
     entry_ids: list[str] = Field(description="Every entry, sorted, as the draw saw them.")
+    entry_tickets: list[int] | None = Field(
+        None, description="Tickets (weight) of each entry, in the order of entry_ids."
+    )
     winner_entry_ids: list[str]
     algorithm: str
     drawn_at: datetime
