@@ -5,6 +5,7 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.gateway import events
 from services.gateway.models import ApiKey, StaffAccount
 from services.gateway.repository import ApiKeyRepository, StaffRepository
 from services.gateway.schemas import ApiKeyCreate
@@ -14,6 +15,11 @@ from shared.errors import Conflict, NotFound, Unauthorized
 from shared.passwords import hash_password, verify_password_async
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def api_key_subject(key_id: str) -> str:
+    """The principal subject of requests made with an API key (owner of what they create)."""
+    return f"apikey:{key_id}"
 
 
 class InvalidCredentials(Unauthorized):
@@ -78,12 +84,20 @@ class GatewayService:
     async def list_api_keys(self, session: AsyncSession) -> list[ApiKey]:
         return await ApiKeyRepository(session).list()
 
-    async def revoke_api_key(self, session: AsyncSession, key_id: str) -> ApiKey:
+    async def revoke_api_key(
+        self, session: AsyncSession, key_id: str, revoker: Principal
+    ) -> ApiKey:
+        """Revoke once; ``api_key.revoked`` tells the services holding what the key set up
+        (webhooks disables the partner's endpoints). Revoking again changes nothing."""
         record = await ApiKeyRepository(session).get(key_id)
         if record is None:
             raise ApiKeyNotFound(f"No API key with id {key_id}")
         if record.revoked_at is None:
             record.revoked_at = utcnow()
+            await session.flush()
+            await events.api_key_revoked(
+                session, record, api_key_subject(record.id), revoker.name or revoker.subject
+            )
         return record
 
     async def rotate_api_key(
@@ -123,7 +137,7 @@ class GatewayService:
         if last is None or now - last > LAST_USED_RESOLUTION:
             record.last_used_at = now
         return Principal(
-            subject=f"apikey:{record.id}",
+            subject=api_key_subject(record.id),
             role=Role.PARTNER,
             name=record.name,
             scopes=frozenset(record.scopes),

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
-from services.webhooks.models import WebhookDelivery
+from services.webhooks.models import WebhookDelivery, WebhookEndpoint
 from services.webhooks.schemas import (
     AttemptRead,
     DeliveryDetail,
@@ -56,6 +56,11 @@ def settings_of(request: Request) -> WebhooksSettings:
 Settings = Annotated[WebhooksSettings, Depends(settings_of)]
 
 
+def with_secret(endpoint: WebhookEndpoint, secret: str) -> EndpointWithSecret:
+    """The endpoint and its plaintext secret, which exists only in this response."""
+    return EndpointWithSecret(**EndpointRead.model_validate(endpoint).model_dump(), secret=secret)
+
+
 def delivery_read(delivery: WebhookDelivery) -> DeliveryRead:
     read = DeliveryRead.model_validate(delivery)
     read.payload_purged = delivery.payload is None
@@ -71,9 +76,9 @@ async def create_endpoint(
     response: Response,
 ) -> EndpointWithSecret:
     """Register an endpoint. Its signing secret is in this response (and on rotation) only."""
-    endpoint = await webhook_service.create_endpoint(session, principal, body, settings)
+    endpoint, secret = await webhook_service.create_endpoint(session, principal, body, settings)
     response.headers["Location"] = f"{router.prefix}/endpoints/{endpoint.id}"
-    return EndpointWithSecret.model_validate(endpoint)
+    return with_secret(endpoint, secret)
 
 
 @router.get("/endpoints", response_model=EndpointPage)
@@ -117,12 +122,18 @@ async def delete_endpoint(endpoint_id: str, session: SessionDep, principal: Writ
 
 @router.post("/endpoints/{endpoint_id}/rotate-secret", response_model=EndpointWithSecret)
 async def rotate_secret(
-    endpoint_id: str, session: SessionDep, principal: Writer, body: SecretRotate | None = None
+    endpoint_id: str,
+    session: SessionDep,
+    principal: Writer,
+    settings: Settings,
+    body: SecretRotate | None = None,
 ) -> EndpointWithSecret:
     """A new signing secret; during ``overlap_s`` every delivery carries both signatures."""
     overlap = timedelta(seconds=(body or SecretRotate()).overlap_s)
-    endpoint = await webhook_service.rotate_secret(session, principal, endpoint_id, overlap)
-    return EndpointWithSecret.model_validate(endpoint)
+    endpoint, secret = await webhook_service.rotate_secret(
+        session, principal, endpoint_id, overlap, settings
+    )
+    return with_secret(endpoint, secret)
 
 
 @router.post(

@@ -1,8 +1,9 @@
-"""What the webhooks service subscribes to: every registered event type, one handler.
+"""What the webhooks service subscribes to: every registered event type.
 
-The handler only records deliveries (in the consumer's transaction, made
+Every handler records deliveries (in the consumer's transaction, made
 idempotent by the inbox and by the (endpoint, event) unique key); the
-dispatcher sends them later, outside any transaction.
+dispatcher sends them later, outside any transaction. ``api_key.revoked``
+first disables the endpoints the partner registered with that key.
 """
 
 from __future__ import annotations
@@ -12,10 +13,23 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.webhooks.service import webhook_service
 from shared.consumer import ConsumedEvent, Handler
 from shared.events import REGISTRY
+from shared.events.contracts.gateway import ApiKeyRevoked
 
 
 async def on_event(session: AsyncSession, event: ConsumedEvent) -> None:
     await webhook_service.record_event(session, event.envelope)
 
 
-SUBSCRIPTIONS: dict[str, Handler] = dict.fromkeys(sorted(REGISTRY), on_event)
+async def on_api_key_revoked(session: AsyncSession, event: ConsumedEvent) -> None:
+    data = event.data
+    assert isinstance(data, ApiKeyRevoked)
+    await webhook_service.disable_endpoints_of(
+        session, data.principal_subject, f"API key {data.name!r} ({data.key_id}) was revoked"
+    )
+    await webhook_service.record_event(session, event.envelope)
+
+
+SUBSCRIPTIONS: dict[str, Handler] = {
+    **dict.fromkeys(sorted(REGISTRY), on_event),
+    "api_key.revoked": on_api_key_revoked,
+}

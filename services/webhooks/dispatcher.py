@@ -8,10 +8,13 @@ shared/scheduler.py), and serves each claimed endpoint in its own task:
 
 - across endpoints, up to ``dispatch_concurrency`` tasks at once, so a slow or
   hung endpoint only holds its own task;
-- within an endpoint, one delivery at a time in the order they were recorded,
-  so a partner sees an endpoint's events in order while nothing fails. A
-  delivery waiting for its retry does not hold back newer ones, and a failure
-  ends the endpoint's turn (a failing endpoint gets one try per tick).
+- within an endpoint, the deliveries of one event key (the aggregate, the Kafka
+  message key) one at a time in the order they were recorded, up to
+  ``dispatch_concurrency_per_endpoint`` keys at once; so a partner sees each
+  aggregate's events in order while nothing fails, and a far-away partner is not
+  capped at one round trip per delivery. A delivery waiting for its retry does
+  not hold back newer ones, and a failure ends the endpoint's turn (a failing
+  endpoint gets one try per tick).
 
 No transaction is open during HTTP. A delivery's outcome is written with a
 conditional UPDATE (``status = 'pending' AND attempts = n``), so it is settled
@@ -33,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import json
 import logging
 import random
 import socket
@@ -45,15 +49,15 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.webhooks import events
-from services.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from services.webhooks.models import WebhookEndpoint
 from services.webhooks.repository import (
     FAILED,
     SUCCEEDED,
     DeliveryRepository,
+    DueDelivery,
     EndpointRepository,
 )
-from services.webhooks.service import policy_for
+from services.webhooks.service import policy_for, sealer_for, webhook_service
 from services.webhooks.settings import WebhooksSettings
 from services.webhooks.signing import headers_for
 from services.webhooks.ssrf import GuardedTransport, TargetBlocked
@@ -63,7 +67,14 @@ from shared.events.envelope import CONTENT_TYPE
 log = logging.getLogger(__name__)
 
 USER_AGENT = "community-platform-webhooks/1"
-FETCH_PER_QUERY = 20
+FETCH_PER_QUERY = 100
+
+
+def ordering_key(delivery: DueDelivery) -> str:
+    """The event's Kafka key (its aggregate); deliveries with one key are sent in order."""
+    assert delivery.payload is not None
+    event = json.loads(delivery.payload)
+    return str(event.get("partitionkey") or event.get("subject") or "")
 
 
 @dataclass(frozen=True)
@@ -197,11 +208,13 @@ class Dispatcher:
                     )
                 if not due:
                     return attempts
-                sent = await self._send_in_order(target, due)
+                sent = await self._send_by_key(target, due)
                 attempts += len(sent)
                 keep_serving = await self._settle(endpoint_id, sent)
-                if not keep_serving or not sent[-1][1].success:
+                if not keep_serving or not all(outcome.success for _, outcome in sent):
                     return attempts  # a failing endpoint gets one try per turn
+                if len(due) < limit:
+                    return attempts  # all that was due is sent: no second look this turn
             return attempts
         except Exception:
             log.exception("webhook dispatcher %s: serving %s failed", self.name, endpoint_id)
@@ -213,33 +226,51 @@ class Dispatcher:
                         endpoint_id, self.name, self.clock()
                     )
 
-    async def _send_in_order(
-        self, target: Target, due: list[WebhookDelivery]
-    ) -> list[tuple[WebhookDelivery, Outcome]]:
-        """Send one by one until a failure, or until the lease needs renewing.
+    async def _send_by_key(
+        self, target: Target, due: list[DueDelivery]
+    ) -> list[tuple[DueDelivery, Outcome]]:
+        """Each ordering key's deliveries one by one, up to ``dispatch_concurrency_per_endpoint``
+        keys at once.
 
-        Outcomes are written together afterwards (one transaction per batch, not per
-        delivery); a crash before that only means these are sent again, same ids.
+        Events of one aggregate (the Kafka key) reach the partner in order; different
+        aggregates need not wait for each other's round trips, so a partner far away
+        still gets hundreds of deliveries a second. The first failure ends the turn
+        (requests already in flight finish; a failing endpoint is not hammered with
+        one try per key), and so does the lease needing renewal. Outcomes are written
+        together afterwards (one transaction per batch); a crash before that only
+        means these are sent again, same ids.
         """
-        sent: list[tuple[WebhookDelivery, Outcome]] = []
-        deadline = time.monotonic() + self.settings.dispatch_lease_s / 3
+        lanes: dict[str, list[DueDelivery]] = {}
         for delivery in due:
-            if delivery.payload is None:
-                continue
-            outcome = await self._send(target, delivery)
-            sent.append((delivery, outcome))
-            if not outcome.success or time.monotonic() > deadline:
-                break
+            if delivery.payload is not None:
+                lanes.setdefault(ordering_key(delivery), []).append(delivery)
+        sent: list[tuple[DueDelivery, Outcome]] = []
+        deadline = time.monotonic() + self.settings.dispatch_lease_s / 3
+        gate = asyncio.Semaphore(self.settings.dispatch_concurrency_per_endpoint)
+        failed = asyncio.Event()
+
+        async def lane(deliveries: list[DueDelivery]) -> None:
+            async with gate:
+                for delivery in deliveries:
+                    if failed.is_set() or time.monotonic() > deadline:
+                        return
+                    outcome = await self._send(target, delivery)
+                    sent.append((delivery, outcome))
+                    if not outcome.success:
+                        failed.set()
+
+        await asyncio.gather(*(lane(deliveries) for deliveries in lanes.values()))
         return sent
 
     def _target(self, endpoint: WebhookEndpoint) -> Target:
-        secrets = [endpoint.secret]
-        expires = endpoint.previous_secret_expires_at
-        if endpoint.previous_secret and expires is not None and expires > self.clock():
-            secrets.append(endpoint.previous_secret)
+        sealer = sealer_for(self.settings)
+        secrets = [sealer.open(endpoint.secret_ciphertext)]
+        previous, expires = endpoint.previous_secret_ciphertext, endpoint.previous_secret_expires_at
+        if previous and expires is not None and expires > self.clock():
+            secrets.append(sealer.open(previous))
         return Target(endpoint.id, endpoint.url, tuple(secrets))
 
-    async def _send(self, target: Target, delivery: WebhookDelivery) -> Outcome:
+    async def _send(self, target: Target, delivery: DueDelivery) -> Outcome:
         assert delivery.payload is not None
         body = delivery.payload.encode()
         headers = headers_for(target.secrets, delivery.event_id, int(time.time()), body)
@@ -298,7 +329,7 @@ class Dispatcher:
             return min(retry_after_s, self.settings.retry_after_max_s)
         return schedule[attempt - 1] * (1 + self.settings.retry_jitter * self.rng())
 
-    async def _settle(self, endpoint_id: str, sent: list[tuple[WebhookDelivery, Outcome]]) -> bool:
+    async def _settle(self, endpoint_id: str, sent: list[tuple[DueDelivery, Outcome]]) -> bool:
         """Write the attempts and their effects; whether this replica may keep serving."""
         if not sent:
             return True
@@ -306,30 +337,54 @@ class Dispatcher:
         async with self.db.session() as session:
             deliveries = DeliveryRepository(session)
             endpoints = EndpointRepository(session)
-            settled_all = True
+            await deliveries.add_attempts(
+                [self._attempt_row(endpoint_id, d, o, now) for d, o in sent]
+            )
+            settled_all = await self._settle_successes(deliveries, sent, now)
             for delivery, outcome in sent:
-                await deliveries.add_attempt(
-                    WebhookAttempt(
-                        id=str(uuid.uuid4()),
-                        delivery_id=delivery.id,
-                        endpoint_id=endpoint_id,
-                        attempted_at=now,
-                        success=outcome.success,
-                        status_code=outcome.status_code,
-                        latency_ms=outcome.latency_ms,
-                        response_snippet=outcome.snippet,
-                        error=outcome.error,
-                    )
-                )
+                if outcome.success:
+                    continue
                 values = self._outcome_values(delivery.attempts + 1, outcome, now)
                 if not await deliveries.settle(delivery.id, delivery.attempts, **values):
                     settled_all = False  # another sender settled it first
             endpoint = await endpoints.get(endpoint_id)
             if endpoint is None:
                 return False
-            await self._track_health(session, endpoint, sent[-1][1], now)
+            await self._track_health(session, endpoint, [o for _, o in sent], now)
             renewed = await endpoints.renew_lease(endpoint_id, self.name, now + self.lease)
             return settled_all and renewed and endpoint.enabled
+
+    async def _settle_successes(
+        self,
+        deliveries: DeliveryRepository,
+        sent: list[tuple[DueDelivery, Outcome]],
+        now: datetime,
+    ) -> bool:
+        """One UPDATE per (attempt number, status code): nearly always one for the batch."""
+        groups: dict[tuple[int, int | None], list[str]] = {}
+        for delivery, outcome in sent:
+            if outcome.success:
+                groups.setdefault((delivery.attempts, outcome.status_code), []).append(delivery.id)
+        settled_all = True
+        for (attempts, status_code), ids in groups.items():
+            settled = await deliveries.settle_succeeded(ids, attempts, status_code, now)
+            settled_all = settled_all and settled == len(ids)
+        return settled_all
+
+    def _attempt_row(
+        self, endpoint_id: str, delivery: DueDelivery, outcome: Outcome, now: datetime
+    ) -> dict[str, object]:
+        return {
+            "id": str(uuid.uuid4()),
+            "delivery_id": delivery.id,
+            "endpoint_id": endpoint_id,
+            "attempted_at": now,
+            "success": outcome.success,
+            "status_code": outcome.status_code,
+            "latency_ms": outcome.latency_ms,
+            "response_snippet": outcome.snippet,
+            "error": outcome.error,
+        }
 
     def _outcome_values(self, attempt: int, outcome: Outcome, now: datetime) -> dict[str, object]:
         values: dict[str, object] = {
@@ -349,9 +404,14 @@ class Dispatcher:
         return values
 
     async def _track_health(
-        self, session: AsyncSession, endpoint: WebhookEndpoint, outcome: Outcome, now: datetime
+        self,
+        session: AsyncSession,
+        endpoint: WebhookEndpoint,
+        outcomes: list[Outcome],
+        now: datetime,
     ) -> None:
-        if outcome.success:
+        gone = any(outcome.gone for outcome in outcomes)
+        if not gone and any(outcome.success for outcome in outcomes):
             endpoint.failing_since = None
             return
         if endpoint.failing_since is None:
@@ -359,19 +419,9 @@ class Dispatcher:
         if not endpoint.enabled:
             return
         limit = timedelta(hours=self.settings.disable_after_failing_h)
-        if outcome.gone:
-            await self._disable(session, endpoint, "the endpoint answered 410 Gone", now)
+        if gone:
+            await webhook_service.disable(session, endpoint, "the endpoint answered 410 Gone", now)
         elif now - endpoint.failing_since >= limit:
             since = endpoint.failing_since.isoformat()
-            await self._disable(session, endpoint, f"failing without a success since {since}", now)
-
-    async def _disable(
-        self, session: AsyncSession, endpoint: WebhookEndpoint, reason: str, now: datetime
-    ) -> None:
-        endpoint.enabled = False
-        endpoint.disabled_reason = reason
-        endpoint.disabled_at = now
-        endpoint.updated_at = now
-        await session.flush()
-        await events.endpoint_disabled(session, endpoint)
-        log.warning("webhook endpoint %s disabled: %s", endpoint.id, reason)
+            reason = f"failing without a success since {since}"
+            await webhook_service.disable(session, endpoint, reason, now)

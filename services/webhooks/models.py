@@ -25,9 +25,9 @@ class WebhookEndpoint(Base):
     event_types: Mapped[list[str]] = mapped_column(JSON)
     community_id: Mapped[str | None] = mapped_column(String(36))
     enabled: Mapped[bool] = mapped_column(Boolean)
-    # Kept readable: signing needs the secret itself, not a hash of it.
-    secret: Mapped[str] = mapped_column(String(100))
-    previous_secret: Mapped[str | None] = mapped_column(String(100))
+    # Signing needs the secret itself, not a hash of it: sealed with AES-GCM (shared/crypto.py).
+    secret_ciphertext: Mapped[str] = mapped_column(String(200))
+    previous_secret_ciphertext: Mapped[str | None] = mapped_column(String(200))
     previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     disabled_reason: Mapped[str | None] = mapped_column(String(500))
     disabled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
@@ -45,8 +45,8 @@ class WebhookDelivery(Base):
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
         UniqueConstraint("endpoint_id", "event_id", name="uq_webhook_deliveries_endpoint_event"),
-        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
-        Index("ix_webhook_deliveries_endpoint_seq", "endpoint_id", "seq"),
+        # An endpoint's due deliveries, without walking its history or other endpoints'.
+        Index("ix_webhook_deliveries_endpoint_due", "endpoint_id", "status", "next_attempt_at"),
     )
 
     seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, exists, or_, select, update
+from sqlalchemy import delete, exists, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -14,6 +15,14 @@ from shared.db import conflict_insert
 from shared.scheduler import claim
 
 PENDING, SUCCEEDED, FAILED, DROPPED = "pending", "succeeded", "failed", "dropped"
+
+
+@dataclass(frozen=True)
+class DueDelivery:
+    id: str
+    event_id: str
+    payload: str | None
+    attempts: int
 
 
 class EndpointRepository:
@@ -48,6 +57,15 @@ class EndpointRepository:
         return list(
             await self.session.scalars(
                 select(WebhookEndpoint).where(WebhookEndpoint.enabled.is_(True))
+            )
+        )
+
+    async def enabled_of(self, owner: str) -> list[WebhookEndpoint]:
+        return list(
+            await self.session.scalars(
+                select(WebhookEndpoint).where(
+                    WebhookEndpoint.owner == owner, WebhookEndpoint.enabled.is_(True)
+                )
             )
         )
 
@@ -149,19 +167,24 @@ class DeliveryRepository:
         stmt = stmt.order_by(WebhookDelivery.seq.desc()).limit(limit)
         return list(await self.session.scalars(stmt))
 
-    async def due_for(self, endpoint_id: str, now: datetime, limit: int) -> list[WebhookDelivery]:
-        return list(
-            await self.session.scalars(
-                select(WebhookDelivery)
-                .where(
-                    WebhookDelivery.endpoint_id == endpoint_id,
-                    WebhookDelivery.status == PENDING,
-                    WebhookDelivery.next_attempt_at <= now,
-                )
-                .order_by(WebhookDelivery.seq)
-                .limit(limit)
+    async def due_for(self, endpoint_id: str, now: datetime, limit: int) -> list[DueDelivery]:
+        """What the dispatcher needs of each due delivery (no ORM objects: it is per delivery)."""
+        rows = await self.session.execute(
+            select(
+                WebhookDelivery.id,
+                WebhookDelivery.event_id,
+                WebhookDelivery.payload,
+                WebhookDelivery.attempts,
             )
+            .where(
+                WebhookDelivery.endpoint_id == endpoint_id,
+                WebhookDelivery.status == PENDING,
+                WebhookDelivery.next_attempt_at <= now,
+            )
+            .order_by(WebhookDelivery.seq)
+            .limit(limit)
         )
+        return [DueDelivery(*row) for row in rows]
 
     async def attempts_of(self, delivery_id: str) -> list[WebhookAttempt]:
         return list(
@@ -172,8 +195,32 @@ class DeliveryRepository:
             )
         )
 
-    async def add_attempt(self, attempt: WebhookAttempt) -> None:
-        self.session.add(attempt)
+    async def add_attempts(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            await self.session.execute(insert(WebhookAttempt), rows)
+
+    async def settle_succeeded(
+        self, ids: list[str], expected_attempts: int, status_code: int | None, now: datetime
+    ) -> int:
+        """Mark these deliveries delivered unless another sender settled them; how many."""
+        result = await self.session.execute(
+            update(WebhookDelivery)
+            .where(
+                WebhookDelivery.id.in_(ids),
+                WebhookDelivery.status == PENDING,
+                WebhookDelivery.attempts == expected_attempts,
+            )
+            .values(
+                status=SUCCEEDED,
+                attempts=expected_attempts + 1,
+                delivered_at=now,
+                last_attempt_at=now,
+                last_status_code=status_code,
+                last_error=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
 
     async def settle(self, delivery_id: str, expected_attempts: int, **values: Any) -> bool:
         """Record an attempt's outcome unless another sender already did (exactly once)."""

@@ -50,7 +50,7 @@ class EndpointCreate(BaseModel):
         description="Only events about this community (`data.community_id`); none: all events.",
     )
     description: str = Field("", max_length=500)
-    enabled: bool = True
+    enabled: bool = Field(True, strict=True)
 
     _patterns = field_validator("event_types")(_check_patterns)
 
@@ -62,7 +62,9 @@ class EndpointUpdate(BaseModel):
     event_types: list[EventPattern] | None = Field(None, min_length=1, max_length=100)
     community_id: str | None = Field(None, max_length=36)
     description: str | None = Field(None, max_length=500)
-    enabled: bool | None = Field(None, description="Re-enabling clears the failure history.")
+    enabled: bool | None = Field(
+        None, strict=True, description="Re-enabling clears the failure history."
+    )
 
     _patterns = field_validator("event_types")(_check_patterns)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.webhooks import events
 from services.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from services.webhooks.repository import (
     PENDING,
@@ -19,12 +21,15 @@ from services.webhooks.repository import (
 )
 from services.webhooks.schemas import EndpointCreate, EndpointUpdate, pattern_matches
 from services.webhooks.settings import WebhooksSettings
-from services.webhooks.signing import new_secret
+from services.webhooks.signing import new_secret, secret_sealer
 from services.webhooks.ssrf import TargetBlocked, TargetPolicy, check_url_target
 from shared.auth import Principal, Role
+from shared.crypto import Sealer
 from shared.db import utcnow
 from shared.errors import Conflict, Forbidden, NotFound, Unprocessable
 from shared.events.envelope import CloudEvent
+
+log = logging.getLogger(__name__)
 
 TEST_EVENT_TYPE = "webhook.test"
 SOURCE = "/services/webhooks"
@@ -57,6 +62,10 @@ class EventScopeMissing(Forbidden):
 
 class NotReplayable(Conflict):
     code, title = "not-replayable", "Delivery cannot be replayed"
+
+
+def sealer_for(settings: WebhooksSettings) -> Sealer:
+    return secret_sealer(settings.endpoint_secret_key.get_secret_value())
 
 
 def policy_for(settings: WebhooksSettings) -> TargetPolicy:
@@ -100,10 +109,12 @@ class WebhookService:
         principal: Principal,
         data: EndpointCreate,
         settings: WebhooksSettings,
-    ) -> WebhookEndpoint:
+    ) -> tuple[WebhookEndpoint, str]:
+        """The new endpoint and its signing secret (shown once; stored sealed)."""
         self._check_event_scopes(principal, data.event_types)
         await self.check_url(data.url, settings)
         now = utcnow()
+        secret = new_secret()
         endpoint = WebhookEndpoint(
             id=str(uuid.uuid4()),
             owner=principal.subject,
@@ -113,12 +124,12 @@ class WebhookService:
             event_types=data.event_types,
             community_id=data.community_id,
             enabled=data.enabled,
-            secret=new_secret(),
+            secret_ciphertext=sealer_for(settings).seal(secret),
             created_at=now,
             updated_at=now,
         )
         await EndpointRepository(session).add(endpoint)
-        return endpoint
+        return endpoint, secret
 
     async def list_endpoints(
         self, session: AsyncSession, principal: Principal, cursor: str | None, limit: int
@@ -185,17 +196,24 @@ class WebhookService:
         await EndpointRepository(session).delete(endpoint.id)
 
     async def rotate_secret(
-        self, session: AsyncSession, principal: Principal, endpoint_id: str, overlap: timedelta
-    ) -> WebhookEndpoint:
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        endpoint_id: str,
+        overlap: timedelta,
+        settings: WebhooksSettings,
+    ) -> tuple[WebhookEndpoint, str]:
+        """A new secret (returned once); the old one keeps signing for ``overlap``."""
         endpoint = await self.get_endpoint(session, principal, endpoint_id)
         now = utcnow()
         keep_old = overlap > timedelta(0)
-        endpoint.previous_secret = endpoint.secret if keep_old else None
+        endpoint.previous_secret_ciphertext = endpoint.secret_ciphertext if keep_old else None
         endpoint.previous_secret_expires_at = now + overlap if keep_old else None
-        endpoint.secret = new_secret()
+        secret = new_secret()
+        endpoint.secret_ciphertext = sealer_for(settings).seal(secret)
         endpoint.updated_at = now
         await session.flush()
-        return endpoint
+        return endpoint, secret
 
     async def send_test(
         self, session: AsyncSession, principal: Principal, endpoint_id: str
@@ -283,6 +301,27 @@ class WebhookService:
         await session.refresh(delivery)
         return delivery
 
+    async def disable(
+        self, session: AsyncSession, endpoint: WebhookEndpoint, reason: str, now: datetime
+    ) -> None:
+        """Stop deliveries to the endpoint and tell operators (``webhook.endpoint_disabled``)."""
+        endpoint.enabled = False
+        endpoint.disabled_reason = reason
+        endpoint.disabled_at = now
+        endpoint.updated_at = now
+        session.info.pop(ENABLED_CACHE, None)
+        await session.flush()
+        await events.endpoint_disabled(session, endpoint)
+        log.warning("webhook endpoint %s disabled: %s", endpoint.id, reason)
+
+    async def disable_endpoints_of(self, session: AsyncSession, owner: str, reason: str) -> int:
+        """Disable every enabled endpoint ``owner`` registered; a second call finds none."""
+        owned = await EndpointRepository(session).enabled_of(owner)
+        now = utcnow()
+        for endpoint in owned:
+            await self.disable(session, endpoint, reason, now)
+        return len(owned)
+
     # -- consuming ------------------------------------------------------------------------
 
     async def record_event(self, session: AsyncSession, event: CloudEvent) -> int:
@@ -297,19 +336,20 @@ class WebhookService:
         community = event.data.get("community_id")
         now = utcnow()
         rows: list[dict[str, Any]] = []
-        for endpoint in await endpoints.enabled():
+        payload: str | None = None
+        for endpoint in await _enabled_endpoints(session):
             if not any(pattern_matches(p, event.type) for p in endpoint.event_types):
                 continue
             # A community filter keeps that community's events only; platform-wide
             # events (no community_id) are for unfiltered endpoints.
             if endpoint.community_id and community != endpoint.community_id:
                 continue
-            if event.type.startswith("webhook.") and endpoint.owner_role == Role.PARTNER.value:
-                # A partner hears about its own endpoints only, never another partner's.
-                about = await endpoints.owner_of(str(event.data.get("endpoint_id")))
-                if about != endpoint.owner:
-                    continue
-            rows.append(_delivery_row(endpoint.id, event, now))
+            if endpoint.owner_role == Role.PARTNER.value and not await _partner_may_hear(
+                endpoints, endpoint, event
+            ):
+                continue
+            payload = payload or event.to_json().decode()  # once per event, not per endpoint
+            rows.append(_delivery_row(endpoint.id, event, now, payload))
         await deliveries.add_many(rows)
         return len(rows)
 
@@ -343,13 +383,39 @@ class WebhookService:
             raise InvalidEndpointUrl(str(exc)) from None
 
 
-def _delivery_row(endpoint_id: str, event: CloudEvent, now: datetime) -> dict[str, Any]:
+ENABLED_CACHE = "webhooks.enabled_endpoints"
+
+
+async def _partner_may_hear(
+    endpoints: EndpointRepository, endpoint: WebhookEndpoint, event: CloudEvent
+) -> bool:
+    """A partner hears about its own endpoints and API keys only, never another partner's."""
+    if event.type.startswith("webhook."):
+        return await endpoints.owner_of(str(event.data.get("endpoint_id"))) == endpoint.owner
+    if event.type.startswith("api_key."):
+        return event.data.get("principal_subject") == endpoint.owner
+    return True
+
+
+async def _enabled_endpoints(session: AsyncSession) -> list[WebhookEndpoint]:
+    """The enabled endpoints, read once per transaction: a consumer batch applies many
+    events in one transaction, and reading them per event was a query per delivery.
+    Whoever enables or disables endpoints in the transaction drops the cache."""
+    cached: list[WebhookEndpoint] | None = session.info.get(ENABLED_CACHE)
+    if cached is None:
+        cached = session.info[ENABLED_CACHE] = await EndpointRepository(session).enabled()
+    return cached
+
+
+def _delivery_row(
+    endpoint_id: str, event: CloudEvent, now: datetime, payload: str | None = None
+) -> dict[str, Any]:
     return {
         "id": str(uuid.uuid4()),
         "endpoint_id": endpoint_id,
         "event_id": event.id,
         "event_type": event.type,
-        "payload": event.to_json().decode(),
+        "payload": payload if payload is not None else event.to_json().decode(),
         "status": PENDING,
         "attempts": 0,
         "next_attempt_at": now,

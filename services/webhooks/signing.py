@@ -7,13 +7,23 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Iterable
+from functools import lru_cache
+
+from shared.crypto import Sealer
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 (the Standard Webhooks prefix, not a secret)
 SECRET_BYTES = 32
+SEALING_PURPOSE = b"community/webhooks/endpoint-secret"
 
 
 def new_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
+
+
+@lru_cache(maxsize=4)
+def secret_sealer(key: str) -> Sealer:
+    """Seals endpoint secrets at rest, from the ``endpoint_secret_key`` setting's value."""
+    return Sealer(key, SEALING_PURPOSE)
 
 
 def secret_key(secret: str) -> bytes:

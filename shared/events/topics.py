@@ -17,8 +17,9 @@ CONTENT = Topic("community.content.v1", "content")
 CAMPAIGNS = Topic("community.campaigns.v1", "campaigns")
 REWARDS = Topic("community.rewards.v1", "rewards")
 WEBHOOKS = Topic("community.webhooks.v1", "webhooks")
+GATEWAY = Topic("community.gateway.v1", "gateway")
 
-DOMAIN_TOPICS: tuple[Topic, ...] = (MEMBERS, CONTENT, CAMPAIGNS, REWARDS, WEBHOOKS)
+DOMAIN_TOPICS: tuple[Topic, ...] = (MEMBERS, CONTENT, CAMPAIGNS, REWARDS, WEBHOOKS, GATEWAY)
 
 
 def dlq_topic(consumer_group: str) -> str:

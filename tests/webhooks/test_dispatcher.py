@@ -267,6 +267,40 @@ async def test_events_reach_one_endpoint_in_the_order_they_were_recorded(
     assert [r.headers["webhook-id"] for r in receiver.at("/ordered")] == [e.id for e in events]
 
 
+async def test_events_of_different_aggregates_are_in_flight_to_one_endpoint_together(
+    webhooks: Webhooks, receiver: Receiver
+) -> None:
+    second_arrived = asyncio.Event()
+
+    async def first_waits_for_second(received: Received) -> Response:
+        if received.event["subject"] == "member-a":
+            await asyncio.wait_for(second_arrived.wait(), 10)  # sequential sending: a timeout
+        else:
+            second_arrived.set()
+        return Response("ok")
+
+    receiver.behaviours["/keys"] = first_waits_for_second
+    await webhooks.endpoint(receiver.url("/keys"))
+    await webhooks.publish("member.registered", member(1), subject="member-a")
+    await webhooks.publish("member.registered", member(2), subject="member-b")
+    assert await webhooks.dispatcher.run_once() == 2
+    deliveries = await webhooks.deliveries()
+    assert [(d["status"], d["attempts"]) for d in deliveries] == [("succeeded", 1)] * 2
+
+
+async def test_a_failing_endpoint_is_not_tried_once_per_aggregate_in_a_turn(
+    webhooks: Webhooks, receiver: Receiver
+) -> None:
+    receiver.answer("/down", *([500] * 20))
+    await webhooks.endpoint(receiver.url("/down"))
+    for n in range(10):
+        await webhooks.publish("member.registered", member(n), subject=f"member-{n}")
+    in_flight = webhooks.dispatcher.settings.dispatch_concurrency_per_endpoint
+    # The requests already in flight when the first failure is seen, and no more.
+    assert await webhooks.dispatcher.run_once() == in_flight < 10
+    assert len(receiver.at("/down")) == in_flight
+
+
 async def test_a_hung_endpoint_does_not_delay_another(
     webhooks: Webhooks, receiver: Receiver
 ) -> None:

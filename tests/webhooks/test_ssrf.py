@@ -137,6 +137,7 @@ async def test_production_accepts_https_only(databases: Databases) -> None:
         await databases.new("webhooks"),
         profile="production",
         jwt_secret="x" * 40,
+        endpoint_secret_key="k" * 40,
         allow_private_targets=False,
     )
     with pytest.raises(InvalidEndpointUrl):
