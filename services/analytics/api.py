@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import date
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from services.analytics.engagement import resolve_period
@@ -20,35 +20,54 @@ from services.analytics.schemas import (
     Retention,
     TopContributors,
 )
+from services.analytics.segments import SegmentSnapshots
 from services.analytics.service import SegmentsNotSupported, analytics_service
 from shared.auth import Principal, Role, require_scope
 from shared.errors import Forbidden
-from shared.web import SessionDep, TransactionalRoute
+from shared.web import IsoDate, SessionDep, TransactionalRoute
 
-router = APIRouter(prefix="/v1/metrics", tags=["metrics"], route_class=TransactionalRoute)
+# Every metric answers ``?format=csv`` with one table as text/csv (see export.py).
+CSV_RESPONSE: dict[int | str, dict[str, Any]] = {200: {"content": {"text/csv": {}}}}
+router = APIRouter(
+    prefix="/v1/metrics", tags=["metrics"], route_class=TransactionalRoute, responses=CSV_RESPONSE
+)
 
 MetricsReader = Annotated[
     Principal, Depends(require_scope("metrics:read", staff=(Role.OPERATOR, Role.MODERATOR)))
 ]
-From = Annotated[date | None, Query(alias="from", description="First day (ISO date), UTC.")]
-To = Annotated[date | None, Query(description="Last day (ISO date), inclusive; default today.")]
+From = Annotated[IsoDate | None, Query(alias="from", description="First day (ISO date), UTC.")]
+To = Annotated[IsoDate | None, Query(description="Last day (ISO date), inclusive; default today.")]
 CommunityId = Annotated[
     str | None, Query(max_length=36, description="One community; all communities when absent.")
 ]
 AsFormat = Annotated[Format, Query(alias="format", description="json, or csv for one table.")]
 Table = Annotated[str | None, Query(max_length=40, description="Which table for CSV.")]
 SegmentId = Annotated[
-    str | None, Query(max_length=36, description="Not supported yet: answers 422.")
+    str | None,
+    Query(
+        max_length=36,
+        description="Only the members of this segment (members service), as evaluated at most "
+        "segment_cache_s ago. Figures counted per event rather than per member are left out.",
+    ),
 ]
 
 
-def authorise(principal: Principal, community_id: str | None, segment_id: str | None) -> None:
-    """Moderators read their own communities only; segments are refused until supported."""
+def get_segments(request: Request) -> SegmentSnapshots:
+    snapshots: SegmentSnapshots = request.app.state.segments
+    return snapshots
+
+
+Segments = Annotated[SegmentSnapshots, Depends(get_segments)]
+
+
+async def narrow(session: AsyncSession, segments: SegmentSnapshots, segment_id: str | None) -> None:
+    """Bring the segment's snapshot up to date before member-level queries join on it."""
     if segment_id is not None:
-        raise SegmentsNotSupported(
-            "Per-segment figures need each member's segments, which the members service does "
-            "not publish yet; ask without segment_id"
-        )
+        await segments.refresh(session, segment_id)
+
+
+def authorise(principal: Principal, community_id: str | None) -> None:
+    """Moderators read their own communities only."""
     if principal.role is Role.MODERATOR and (
         community_id is None or community_id not in principal.communities
     ):
@@ -60,6 +79,7 @@ def authorise(principal: Principal, community_id: str | None, segment_id: str | 
 async def overview(
     session: SessionDep,
     principal: MetricsReader,
+    segments: Segments,
     from_: From = None,
     to: To = None,
     community_id: CommunityId = None,
@@ -72,10 +92,16 @@ async def overview(
 
     CSV tables: figures, series, channels.
     """
-    authorise(principal, community_id, segment_id)
+    authorise(principal, community_id)
+    await narrow(session, segments, segment_id)
     period = resolve_period(from_, to)
     answer = await analytics_service.overview(
-        session, period.start, period.end, community_id=community_id, granularity=granularity
+        session,
+        period.start,
+        period.end,
+        community_id=community_id,
+        granularity=granularity,
+        segment_id=segment_id,
     )
     return reply(answer, fmt, table, "overview")
 
@@ -84,6 +110,7 @@ async def overview(
 async def activity(
     session: SessionDep,
     principal: MetricsReader,
+    segments: Segments,
     from_: From = None,
     to: To = None,
     community_id: CommunityId = None,
@@ -93,9 +120,12 @@ async def activity(
     table: Table = None,
 ) -> Activity | Response:
     """DAU, WAU, MAU and stickiness per day; lifecycle per ``granularity``. CSV: days, lifecycle."""
-    authorise(principal, community_id, segment_id)
+    authorise(principal, community_id)
+    await narrow(session, segments, segment_id)
     period = resolve_period(from_, to)
-    answer = await analytics_service.activity(session, period, community_id, granularity)
+    answer = await analytics_service.activity(
+        session, period, community_id, granularity, segment_id
+    )
     return reply(answer, fmt, table, "activity")
 
 
@@ -114,7 +144,11 @@ async def activity_heatmap(
 
     CSV tables: cells, posting_hours.
     """
-    authorise(principal, community_id, segment_id)
+    authorise(principal, community_id)
+    if segment_id is not None:
+        raise SegmentsNotSupported(
+            "The heatmap counts actions per hour, not per member: ask without segment_id"
+        )
     period = resolve_period(from_, to, default_days=28)
     answer = await analytics_service.heatmap(session, period, community_id)
     return reply(answer, fmt, table, "heatmap")
@@ -124,6 +158,7 @@ async def activity_heatmap(
 async def funnels(
     session: SessionDep,
     principal: MetricsReader,
+    segments: Segments,
     steps: Annotated[
         str | None,
         Query(
@@ -142,11 +177,14 @@ async def funnels(
 ) -> Funnel | Response:
     """An ordered funnel over event types (window from the first step), or a campaign's."""
     if campaign_id is not None:
-        return await campaign(session, principal, campaign_id, segment_id, fmt)
-    authorise(principal, community_id, segment_id)
+        return await campaign(session, principal, segments, campaign_id, segment_id, fmt)
+    authorise(principal, community_id)
+    await narrow(session, segments, segment_id)
     period = resolve_period(from_, to)
     names = [step.strip() for step in (steps or "").split(",") if step.strip()]
-    answer = await analytics_service.funnel(session, names, period, community_id, window_days)
+    answer = await analytics_service.funnel(
+        session, names, period, community_id, window_days, segment_id
+    )
     return reply(answer, fmt, None, "funnel")
 
 
@@ -154,6 +192,7 @@ async def funnels(
 async def retention(
     session: SessionDep,
     principal: MetricsReader,
+    segments: Segments,
     from_: From = None,
     to: To = None,
     community_id: CommunityId = None,
@@ -162,9 +201,10 @@ async def retention(
     fmt: AsFormat = Format.JSON,
 ) -> Retention | Response:
     """Weekly cohorts by join week (``from``..``to``): share active in week 1..``weeks``."""
-    authorise(principal, community_id, segment_id)
+    authorise(principal, community_id)
+    await narrow(session, segments, segment_id)
     period = resolve_period(from_, to, default_days=56)
-    answer = await analytics_service.retention(session, period, community_id, weeks)
+    answer = await analytics_service.retention(session, period, community_id, weeks, segment_id)
     return reply(answer, fmt, None, "retention")
 
 
@@ -172,6 +212,7 @@ async def retention(
 async def top_contributors(
     session: SessionDep,
     principal: MetricsReader,
+    segments: Segments,
     from_: From = None,
     to: To = None,
     community_id: CommunityId = None,
@@ -185,10 +226,11 @@ async def top_contributors(
 
     CSV tables: items, movement.
     """
-    authorise(principal, community_id, segment_id)
+    authorise(principal, community_id)
+    await narrow(session, segments, segment_id)
     period = resolve_period(from_, to)
     answer = await analytics_service.top_contributors(
-        session, period, community_id, half_life_days, limit
+        session, period, community_id, half_life_days, limit, segment_id
     )
     return reply(answer, fmt, table, "top-contributors")
 
@@ -201,7 +243,7 @@ async def content(
     if principal.role is Role.MODERATOR:
         community_id = await analytics_service.community_of_post(session, post_id)
         if community_id is not None:
-            authorise(principal, community_id, None)
+            authorise(principal, community_id)
     answer = await analytics_service.content(session, post_id)
     return reply(answer, fmt, None, "content")
 
@@ -210,11 +252,15 @@ async def content(
 async def campaign(
     session: SessionDep,
     principal: MetricsReader,
+    segments: Segments,
     campaign_id: str,
     segment_id: SegmentId = None,
     fmt: AsFormat = Format.JSON,
 ) -> Funnel | Response:
     """A campaign's funnel: reached -> joined -> active -> completed -> rewarded -> redeemed."""
-    authorise(principal, None, segment_id)  # spans communities: not for moderators
-    answer = await analytics_service.campaign_funnel(session, campaign_id)
+    authorise(principal, None)  # spans communities: not for moderators
+    await narrow(session, segments, segment_id)
+    # "reached" is the campaign's target segment: its snapshot must be current too.
+    await narrow(session, segments, await analytics_service.target_segment(session, campaign_id))
+    answer = await analytics_service.campaign_funnel(session, campaign_id, segment_id)
     return reply(answer, fmt, None, "campaign")

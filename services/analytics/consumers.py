@@ -156,6 +156,59 @@ async def on_campaign_checked_in(session: AsyncSession, event: ConsumedEvent) ->
     )
 
 
+async def on_campaign_created(session: AsyncSession, event: ConsumedEvent) -> None:
+    data: campaigns.CampaignCreated = event.data
+    await Ingest(session).campaign_target(
+        data.campaign_id,
+        data.community_id,
+        data.starts_at,
+        data.ends_at,
+        data.segment_id,
+        with_segment=True,
+        at=data.created_at,
+    )
+
+
+async def on_campaign_launched(session: AsyncSession, event: ConsumedEvent) -> None:
+    data: campaigns.CampaignLaunched = event.data
+    await Ingest(session).campaign_target(
+        data.campaign_id,
+        data.community_id,
+        data.starts_at,
+        data.ends_at,
+        with_segment=False,
+        at=data.launched_at,
+    )
+
+
+async def on_campaign_joined(session: AsyncSession, event: ConsumedEvent) -> None:
+    data: campaigns.CampaignJoined = event.data
+    Ingest(session).campaign_progress(
+        "campaign.joined", data.campaign_id, data.member_id, data.joined_at
+    )
+
+
+async def on_campaign_entry_submitted(session: AsyncSession, event: ConsumedEvent) -> None:
+    data: campaigns.CampaignEntrySubmitted = event.data
+    Ingest(session).campaign_progress(
+        "campaign.entry_submitted", data.campaign_id, data.member_id, data.submitted_at
+    )
+
+
+async def on_campaign_voted(session: AsyncSession, event: ConsumedEvent) -> None:
+    data: campaigns.CampaignVoted = event.data
+    Ingest(session).campaign_progress(
+        "campaign.voted", data.campaign_id, data.voter_id, data.voted_at
+    )
+
+
+async def on_campaign_completed(session: AsyncSession, event: ConsumedEvent) -> None:
+    data: campaigns.CampaignCompleted = event.data
+    Ingest(session).campaign_progress(
+        "campaign.completed", data.campaign_id, data.member_id, data.completed_at
+    )
+
+
 async def on_campaign_reward_granted(session: AsyncSession, event: ConsumedEvent) -> None:
     data: campaigns.CampaignRewardGranted = event.data
     ingest = Ingest(session)
@@ -243,6 +296,12 @@ SUBSCRIPTIONS: dict[str, Handler] = {
     "quiz.answered": on_quiz_answered,
     "survey.answered": on_survey_answered,
     "campaign.checked_in": on_campaign_checked_in,
+    "campaign.created": on_campaign_created,
+    "campaign.launched": on_campaign_launched,
+    "campaign.joined": on_campaign_joined,
+    "campaign.entry_submitted": on_campaign_entry_submitted,
+    "campaign.voted": on_campaign_voted,
+    "campaign.completed": on_campaign_completed,
     "campaign.reward_granted": on_campaign_reward_granted,
     "points.earned": on_points_earned,
     "coupon.redeemed": on_coupon_redeemed,

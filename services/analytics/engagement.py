@@ -127,11 +127,12 @@ class EngagementMetrics:
         period: Period,
         community_id: str | None,
         granularity: Granularity,
+        segment_id: str | None = None,
     ) -> Activity:
         if period.days > MAX_ACTIVITY_DAYS:
             raise InvalidPeriod(f"the activity series spans at most {MAX_ACTIVITY_DAYS} days")
         scope = community_id or PLATFORM
-        q = MetricsQueries(session)
+        q = MetricsQueries(session, segment_id)
         periods = buckets(period, granularity)
         first_previous = bucket_start(periods[0].start - timedelta(days=1), granularity)
         earliest = min(first_previous, period.start - timedelta(days=MAU_DAYS - 1))
@@ -194,6 +195,7 @@ class EngagementMetrics:
             )
         return Activity(
             community_id=community_id,
+            segment_id=segment_id,
             granularity=granularity.value,
             period_from=period.start,
             period_to=period.end,
@@ -209,6 +211,7 @@ class EngagementMetrics:
         period: Period,
         community_id: str | None,
         window_days: int,
+        segment_id: str | None = None,
     ) -> Funnel:
         if not 2 <= len(steps) <= MAX_FUNNEL_STEPS:
             raise InvalidFunnel(f"a funnel has 2 to {MAX_FUNNEL_STEPS} steps")
@@ -219,13 +222,14 @@ class EngagementMetrics:
                 allowed=sorted(STEP_EVENT_TYPES),
             )
         window = timedelta(days=window_days)
-        rows = await MetricsQueries(session).step_rows(
+        rows = await MetricsQueries(session, segment_id).step_rows(
             community_id or PLATFORM, sorted(set(steps)), Period(period.start, period.end + window)
         )
         counts = funnel_counts(steps, rows, period.start, period.end, window)
         return Funnel(
             kind="events",
             community_id=community_id,
+            segment_id=segment_id,
             period_from=period.start,
             period_to=period.end,
             window_days=window_days,
@@ -234,11 +238,16 @@ class EngagementMetrics:
         )
 
     async def retention(
-        self, session: AsyncSession, period: Period, community_id: str | None, weeks: int
+        self,
+        session: AsyncSession,
+        period: Period,
+        community_id: str | None,
+        weeks: int,
+        segment_id: str | None = None,
     ) -> Retention:
         first_week, last_week = week_start(period.start), week_start(period.end)
         horizon = last_week + timedelta(days=7 * (weeks + 1) - 1)
-        joined, active = await MetricsQueries(session).cohort_activity(
+        joined, active = await MetricsQueries(session, segment_id).cohort_activity(
             community_id or PLATFORM, Period(first_week, last_week + timedelta(days=6)), horizon
         )
         cohorts_of: dict[date, list[str]] = defaultdict(list)
@@ -269,7 +278,11 @@ class EngagementMetrics:
             )
             week += timedelta(days=7)
         return Retention(
-            community_id=community_id, weeks=weeks, as_of=await self.as_of(session), cohorts=cohorts
+            community_id=community_id,
+            segment_id=segment_id,
+            weeks=weeks,
+            as_of=await self.as_of(session),
+            cohorts=cohorts,
         )
 
     async def top_contributors(
@@ -279,11 +292,12 @@ class EngagementMetrics:
         community_id: str | None,
         half_life_days: float,
         limit: int,
+        segment_id: str | None = None,
     ) -> TopContributors:
         now_day, before_day = period.end, period.start - timedelta(days=1)
         start_now = lookback_start(now_day, half_life_days)
         start_before = lookback_start(before_day, half_life_days)
-        q = MetricsQueries(session)
+        q = MetricsQueries(session, segment_id)
         scores = await q.scores(
             community_id or PLATFORM,
             min(start_now, start_before),
@@ -324,6 +338,7 @@ class EngagementMetrics:
         ]
         return TopContributors(
             community_id=community_id,
+            segment_id=segment_id,
             as_of_day=now_day,
             previous_day=before_day,
             half_life_days=half_life_days,

@@ -44,8 +44,13 @@ CAMPAIGN_STEPS: tuple[str, ...] = (
     "rewarded",
     "redeemed",
 )
+# "reached" is not an event: it is the campaign's audience (MetricsQueries.campaign_reached).
 CAMPAIGN_STEP_EVENTS: dict[str, tuple[str, ...]] = {
+    "campaign.joined": ("joined",),
     "campaign.checked_in": ("joined", "active"),
+    "campaign.entry_submitted": ("joined", "active"),
+    "campaign.voted": ("joined", "active"),
+    "campaign.completed": ("completed",),
     "campaign.reward_granted": ("rewarded",),
     "coupon.redeemed": ("redeemed",),
 }
@@ -109,6 +114,13 @@ class Ingest:
         for step in CAMPAIGN_STEP_EVENTS.get(event_type, ()):
             self.buffer.campaign_step(campaign_id, step, member_id, as_utc(at))
 
+    def campaign_progress(
+        self, event_type: str, campaign_id: str, member_id: str, at: datetime
+    ) -> None:
+        """A campaign event that only moves its funnel (no activity of its own to count)."""
+        self.campaign_steps(event_type, campaign_id, member_id, at)
+        self.buffer.applied(as_utc(at))
+
     async def registered(self, member_id: str, channel: str, at: datetime) -> None:
         at = as_utc(at)
         if await self.repo.join_scope(PLATFORM, member_id, at.date(), channel):
@@ -139,6 +151,27 @@ class Ingest:
             for scope in scopes:
                 self.buffer.counter(scope, at.date(), "erased")
         self.buffer.applied(at)
+
+    async def campaign_target(
+        self,
+        campaign_id: str,
+        community_id: str,
+        starts_at: datetime,
+        ends_at: datetime,
+        segment_id: str | None = None,
+        *,
+        with_segment: bool,
+        at: datetime,
+    ) -> None:
+        await self.repo.save_campaign_target(
+            campaign_id,
+            community_id,
+            as_utc(starts_at),
+            as_utc(ends_at),
+            segment_id,
+            with_segment=with_segment,
+        )
+        self.buffer.applied(as_utc(at))
 
     async def community_created(self, community_id: str, timezone: str, at: datetime) -> None:
         await self.repo.save_community(community_id, timezone, as_utc(at))

@@ -177,3 +177,34 @@ class Freshness(Base):
     as_of: Mapped[datetime] = mapped_column(UtcDateTime)
     applied_at: Mapped[datetime] = mapped_column(UtcDateTime)
     events_applied: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class SegmentSnapshot(Base):
+    """When a segment's members were last fetched from the members service (the cache's age)."""
+
+    __tablename__ = "segment_snapshots"
+
+    segment_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    fetched_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    size: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class SegmentMember(Base):
+    """A segment's members as the members service evaluated its rule at ``fetched_at``."""
+
+    __tablename__ = "segment_members"
+
+    segment_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    member_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+
+
+class CampaignTarget(Base):
+    """Whom a campaign targets (its community, optionally a segment) and when it runs."""
+
+    __tablename__ = "campaign_targets"
+
+    campaign_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    community_id: Mapped[str] = mapped_column(String(36))
+    segment_id: Mapped[str | None] = mapped_column(String(36))
+    starts_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UtcDateTime)

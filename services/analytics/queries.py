@@ -6,12 +6,13 @@ from collections import defaultdict
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, literal, select
+from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.analytics.funnels import StepRow
 from services.analytics.models import (
     CampaignMemberStep,
+    CampaignTarget,
     Community,
     DailyCounter,
     Freshness,
@@ -21,6 +22,7 @@ from services.analytics.models import (
     MemberScoreDay,
     PostStats,
     ScopeMember,
+    SegmentMember,
     StaffMember,
 )
 from services.analytics.periods import Period
@@ -28,8 +30,20 @@ from services.analytics.repository import ERASED_PREFIX
 
 
 class MetricsQueries:
-    def __init__(self, session: AsyncSession) -> None:
+    """``segment_id`` narrows every member-level query to the segment's snapshot (segments.py)."""
+
+    def __init__(self, session: AsyncSession, segment_id: str | None = None) -> None:
         self.session = session
+        self.segment_id = segment_id
+
+    def members(self, column: Any) -> list[ColumnElement[bool]]:
+        """The segment condition on a member id column; nothing without a segment."""
+        if self.segment_id is None:
+            return []
+        in_segment = select(SegmentMember.member_id).where(
+            SegmentMember.segment_id == self.segment_id
+        )
+        return [column.in_(in_segment)]
 
     async def counters(
         self, scope: str, metrics: list[str], period: Period, dimension: str = ""
@@ -92,6 +106,7 @@ class MetricsQueries:
             .where(
                 MemberActivityDay.scope == scope,
                 MemberActivityDay.day.between(period.start, period.end),
+                *self.members(MemberActivityDay.member_id),
             )
             .distinct()
             .subquery()
@@ -106,6 +121,7 @@ class MetricsQueries:
             .where(
                 MemberActivityDay.scope == scope,
                 MemberActivityDay.day.between(min(starts), end),
+                *self.members(MemberActivityDay.member_id),
             )
             .group_by(MemberActivityDay.member_id)
             .subquery()
@@ -123,6 +139,7 @@ class MetricsQueries:
             .where(
                 MemberActivityDay.scope == scope,
                 MemberActivityDay.day.between(period.start, period.end),
+                *self.members(MemberActivityDay.member_id),
             )
             .distinct()
         )
@@ -133,6 +150,7 @@ class MetricsQueries:
             select(MemberActivityDay.member_id, MemberActivityDay.day).where(
                 MemberActivityDay.scope == scope,
                 MemberActivityDay.day.between(period.start, period.end),
+                *self.members(MemberActivityDay.member_id),
             )
         )
         return [(member, day) for member, day in rows.all()]
@@ -140,7 +158,9 @@ class MetricsQueries:
     async def joined_set(self, scope: str, period: Period) -> set[str]:
         rows = await self.session.scalars(
             select(ScopeMember.member_id).where(
-                ScopeMember.scope == scope, ScopeMember.joined_on.between(period.start, period.end)
+                ScopeMember.scope == scope,
+                ScopeMember.joined_on.between(period.start, period.end),
+                *self.members(ScopeMember.member_id),
             )
         )
         return set(rows)
@@ -152,6 +172,7 @@ class MetricsQueries:
                 MemberEventDay.scope == scope,
                 MemberEventDay.event_type == event_type,
                 MemberEventDay.day.between(period.start, period.end),
+                *self.members(MemberEventDay.member_id),
             )
             .distinct()
             .subquery()
@@ -170,6 +191,7 @@ class MetricsQueries:
                 MemberEventDay.scope == scope,
                 MemberEventDay.event_type.in_(event_types),
                 MemberEventDay.day.between(period.start, period.end),
+                *self.members(MemberEventDay.member_id),
             )
         )
         return [StepRow(*row) for row in rows.all()]
@@ -232,7 +254,10 @@ class MetricsQueries:
     async def campaign_steps(self, campaign_id: str) -> dict[str, int]:
         rows = await self.session.execute(
             select(CampaignMemberStep.step, func.count())
-            .where(CampaignMemberStep.campaign_id == campaign_id)
+            .where(
+                CampaignMemberStep.campaign_id == campaign_id,
+                *self.members(CampaignMemberStep.member_id),
+            )
             .group_by(CampaignMemberStep.step)
         )
         return {step: int(count) for step, count in rows.all()}
@@ -262,6 +287,7 @@ class MetricsQueries:
                 MemberScoreDay.day.between(start, end),
                 MemberScoreDay.member_id.not_in(select(StaffMember.member_id)),
                 MemberScoreDay.member_id.not_like(f"{ERASED_PREFIX}%"),
+                *self.members(MemberScoreDay.member_id),
             )
             .group_by(MemberScoreDay.member_id)
         )
@@ -281,6 +307,7 @@ class MetricsQueries:
             select(ScopeMember.member_id, ScopeMember.joined_on).where(
                 ScopeMember.scope == scope,
                 ScopeMember.joined_on.between(cohorts.start, cohorts.end),
+                *self.members(ScopeMember.member_id),
             )
         )
         joined: dict[str, date] = {str(m): d for m, d in joined_rows.all()}
@@ -297,12 +324,100 @@ class MetricsQueries:
                 MemberActivityDay.scope == scope,
                 ScopeMember.joined_on.between(cohorts.start, cohorts.end),
                 MemberActivityDay.day.between(cohorts.start, horizon),
+                *self.members(ScopeMember.member_id),
             )
         )
         active: dict[str, set[date]] = defaultdict(set)
         for member, day in active_rows.all():
             active[member].add(day)
         return joined, active
+
+    async def member_daily(self, scope: str, period: Period) -> dict[date, dict[str, int]]:
+        """Growth and active members per day from per-member rows: what a segment can filter.
+
+        Erased members are re-keyed to surrogates no segment holds, so ``erased`` is 0 here.
+        """
+        daily: dict[date, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        columns: list[tuple[Any, str]] = [
+            (ScopeMember.joined_on, "new_members"),
+            (ScopeMember.left_on, "left"),
+        ]
+        for column, metric in columns:
+            rows = await self.session.execute(
+                select(column, func.count())
+                .where(
+                    ScopeMember.scope == scope,
+                    column.between(period.start, period.end),
+                    *self.members(ScopeMember.member_id),
+                )
+                .group_by(column)
+            )
+            for day, count in rows.all():
+                daily[day][metric] += int(count)
+        active = await self.session.execute(
+            select(MemberActivityDay.day, func.count())
+            .where(
+                MemberActivityDay.scope == scope,
+                MemberActivityDay.day.between(period.start, period.end),
+                *self.members(MemberActivityDay.member_id),
+            )
+            .group_by(MemberActivityDay.day)
+        )
+        for day, count in active.all():
+            daily[day]["active_members"] += int(count)
+        return {day: dict(values) for day, values in daily.items()}
+
+    async def members_on(self, scope: str, day: date) -> int:
+        """Members of the scope at the end of ``day`` (joined, not left)."""
+        return int(
+            await self.session.scalar(
+                select(func.count()).where(
+                    ScopeMember.scope == scope,
+                    ScopeMember.joined_on <= day,
+                    or_(ScopeMember.left_on.is_(None), ScopeMember.left_on > day),
+                    *self.members(ScopeMember.member_id),
+                )
+            )
+            or 0
+        )
+
+    async def channels_joined(self, scope: str, period: Period) -> dict[str, int]:
+        rows = await self.session.execute(
+            select(ScopeMember.channel, func.count())
+            .where(
+                ScopeMember.scope == scope,
+                ScopeMember.joined_on.between(period.start, period.end),
+                ScopeMember.channel != "",
+                *self.members(ScopeMember.member_id),
+            )
+            .group_by(ScopeMember.channel)
+        )
+        return {channel: int(count) for channel, count in rows.all()}
+
+    async def campaign_target(self, campaign_id: str) -> CampaignTarget | None:
+        return await self.session.get(CampaignTarget, campaign_id)
+
+    async def campaign_reached(self, target: CampaignTarget) -> int:
+        """Members of the target community during the campaign (in its segment, if any),
+        plus anyone who joined it: a participant was reached by definition."""
+        conditions = [
+            ScopeMember.scope == target.community_id,
+            ScopeMember.joined_on <= target.ends_at.date(),
+            or_(ScopeMember.left_on.is_(None), ScopeMember.left_on >= target.starts_at.date()),
+            *self.members(ScopeMember.member_id),
+        ]
+        if target.segment_id is not None:
+            conditions += MetricsQueries(self.session, target.segment_id).members(
+                ScopeMember.member_id
+            )
+        audience = select(ScopeMember.member_id).where(*conditions)
+        joined = select(CampaignMemberStep.member_id).where(
+            CampaignMemberStep.campaign_id == target.campaign_id,
+            CampaignMemberStep.step == "joined",
+            *self.members(CampaignMemberStep.member_id),
+        )
+        reached = union(audience, joined).subquery()
+        return int(await self.session.scalar(select(func.count()).select_from(reached)) or 0)
 
     async def freshness(self) -> Freshness | None:
         return await self.session.get(Freshness, 1)

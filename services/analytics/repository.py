@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.analytics.models import (
     CampaignMemberStep,
+    CampaignTarget,
     Community,
     DailyMemberGrowth,
     ErasedMember,
@@ -20,6 +21,7 @@ from services.analytics.models import (
     PostStats,
     PostViewer,
     ScopeMember,
+    SegmentMember,
     StaffMember,
 )
 from shared.db import conflict_insert
@@ -116,6 +118,31 @@ class RollupRepository:
             stmt.on_conflict_do_update(index_elements=["community_id"], set_={"timezone": timezone})
         )
 
+    async def save_campaign_target(
+        self,
+        campaign_id: str,
+        community_id: str,
+        starts_at: datetime,
+        ends_at: datetime,
+        segment_id: str | None = None,
+        *,
+        with_segment: bool,
+    ) -> None:
+        """Created and launched both carry the window; only created names the segment."""
+        values: dict[str, Any] = {
+            "community_id": community_id,
+            "starts_at": starts_at,
+            "ends_at": ends_at,
+        }
+        if with_segment:
+            values["segment_id"] = segment_id
+        stmt = self._insert(CampaignTarget).values(
+            campaign_id=campaign_id, **({"segment_id": segment_id} | values)
+        )
+        await self.session.execute(
+            stmt.on_conflict_do_update(index_elements=["campaign_id"], set_=values)
+        )
+
     async def mark_staff(self, member_id: str) -> None:
         stmt = self._insert(StaffMember).values(member_id=member_id)
         await self.session.execute(stmt.on_conflict_do_nothing(index_elements=["member_id"]))
@@ -140,4 +167,8 @@ class RollupRepository:
             update(PostStats).where(PostStats.author_id == member_id).values(author_id=surrogate)
         )
         await self.session.execute(delete(StaffMember).where(StaffMember.member_id == member_id))
+        # A cached segment snapshot must not keep the id either.
+        await self.session.execute(
+            delete(SegmentMember).where(SegmentMember.member_id == member_id)
+        )
         return True

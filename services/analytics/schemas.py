@@ -31,9 +31,9 @@ class SeriesPoint(BaseModel):
     erased: int
     net: int
     active_members: int = Field(description="Distinct members active in the bucket.")
-    posts: int
-    interactions: int
-    views: int
+    posts: int | None = Field(description="Null with a segment: counted per event, not member.")
+    interactions: int | None
+    views: int | None
 
 
 class LifecyclePoint(BaseModel):
@@ -47,6 +47,7 @@ class LifecyclePoint(BaseModel):
 
 class Overview(BaseModel):
     community_id: str | None
+    segment_id: str | None = None
     granularity: str
     period_from: date
     period_to: date
@@ -69,6 +70,7 @@ class ActivityPoint(BaseModel):
 
 class Activity(BaseModel):
     community_id: str | None
+    segment_id: str | None = None
     granularity: str
     period_from: date
     period_to: date
@@ -112,6 +114,7 @@ class Funnel(BaseModel):
     kind: str = Field(description="events or campaign.")
     campaign_id: str | None = None
     community_id: str | None = None
+    segment_id: str | None = None
     period_from: date | None = None
     period_to: date | None = None
     window_days: int | None = None
@@ -128,6 +131,7 @@ class Cohort(BaseModel):
 
 class Retention(BaseModel):
     community_id: str | None
+    segment_id: str | None = None
     weeks: int
     as_of: datetime | None
     cohorts: list[Cohort]
@@ -155,6 +159,7 @@ class BandMove(BaseModel):
 
 class TopContributors(BaseModel):
     community_id: str | None
+    segment_id: str | None = None
     as_of_day: date
     previous_day: date
     half_life_days: float

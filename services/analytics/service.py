@@ -56,7 +56,26 @@ COUNTERS = [
 
 
 class SegmentsNotSupported(Unprocessable):
-    code, title = "segment-not-supported", "Per-segment metrics are not supported yet"
+    code, title = "segment-not-supported", "This metric cannot be split by segment"
+
+
+# Counted per event, not per member: a segment cannot split them (docs/metrics.md).
+EVENT_ONLY_FIGURES = frozenset(
+    {
+        "posts",
+        "comments",
+        "reactions",
+        "shares",
+        "answers",
+        "interactions",
+        "interactions_per_post",
+        "views",
+        "interaction_rate",
+        "views_via_share",
+        "checkins",
+        "actions",
+    }
+)
 
 
 class PostNotFound(NotFound):
@@ -138,17 +157,23 @@ class AnalyticsService(EngagementMetrics):
         *,
         community_id: str | None = None,
         granularity: Granularity = Granularity.DAY,
+        segment_id: str | None = None,
     ) -> Overview:
+        """With ``segment_id``, figures come from per-member rows of the segment's members;
+        figures counted per event (posts, views, ...) are left out."""
         period = resolve_period(start, end)
         previous = period.previous()
         scope = community_id or PLATFORM
-        q = MetricsQueries(session)
+        q = MetricsQueries(session, segment_id)
         # One read of the daily counters serves both periods and their MAU windows.
-        daily = await q.daily_counters(
-            scope, COUNTERS, Period(previous.start - timedelta(days=MAU_DAYS), period.end)
-        )
-        totals = await q.counters_until(scope, ["new_members", "left", "erased"], period.end)
-        total = totals["new_members"] - totals["left"] - totals["erased"]
+        read = Period(previous.start - timedelta(days=MAU_DAYS), period.end)
+        if segment_id is None:
+            daily = await q.daily_counters(scope, COUNTERS, read)
+            totals = await q.counters_until(scope, ["new_members", "left", "erased"], period.end)
+            total = totals["new_members"] - totals["left"] - totals["erased"]
+        else:
+            daily = await q.member_daily(scope, read)
+            total = await q.members_on(scope, period.end)
         in_period = summed(daily, period)
         before_total = total - (in_period["new_members"] - in_period["left"] - in_period["erased"])
         now = await self._figures(q, scope, period, daily, total)
@@ -158,9 +183,14 @@ class AnalyticsService(EngagementMetrics):
                 value=value, previous=before[name], change_pct=change_pct(value, before[name])
             )
             for name, value in now.items()
+            if segment_id is None or name not in EVENT_ONLY_FIGURES
         }
-        channels_now = await q.by_dimension(scope, "new_members", period)
-        channels_before = await q.by_dimension(scope, "new_members", previous)
+        if segment_id is None:
+            channels_now = await q.by_dimension(scope, "new_members", period)
+            channels_before = await q.by_dimension(scope, "new_members", previous)
+        else:
+            channels_now = await q.channels_joined(scope, period)
+            channels_before = await q.channels_joined(scope, previous)
         channels = [
             ChannelGrowth(
                 channel=ch, new_members=channels_now.get(ch, 0), previous=channels_before.get(ch, 0)
@@ -169,6 +199,7 @@ class AnalyticsService(EngagementMetrics):
         ]
         return Overview(
             community_id=community_id,
+            segment_id=segment_id,
             granularity=granularity.value,
             period_from=period.start,
             period_to=period.end,
@@ -182,7 +213,7 @@ class AnalyticsService(EngagementMetrics):
             ),
             figures=figures,
             channels=channels,
-            series=await self._series(q, scope, period, granularity, daily),
+            series=await self._series(q, scope, period, granularity, daily, segment_id is None),
         )
 
     async def _series(
@@ -192,6 +223,7 @@ class AnalyticsService(EngagementMetrics):
         period: Period,
         granularity: Granularity,
         daily: dict[date, dict[str, int]],
+        per_event: bool = True,
     ) -> list[SeriesPoint]:
         points: list[SeriesPoint] = []
         for bucket in buckets(period, granularity):
@@ -209,9 +241,9 @@ class AnalyticsService(EngagementMetrics):
                     erased=sums["erased"],
                     net=sums["new_members"] - sums["left"] - sums["erased"],
                     active_members=active,
-                    posts=sums["posts"],
-                    interactions=sum(sums[name] for name in INTERACTIONS),
-                    views=sums["views"],
+                    posts=sums["posts"] if per_event else None,
+                    interactions=sum(sums[name] for name in INTERACTIONS) if per_event else None,
+                    views=sums["views"] if per_event else None,
                 )
             )
         return points
@@ -222,6 +254,9 @@ class AnalyticsService(EngagementMetrics):
         q = MetricsQueries(session)
         tz_name = (await q.timezone_of(community_id) if community_id else None) or DEFAULT_TIMEZONE
         tz = zone(tz_name)
+        if period.end == datetime.now(UTC).date():
+            # "Today" is the community's today: east of UTC it has begun before UTC's.
+            period = Period(period.start, max(period.end, datetime.now(tz).date()))
         # Local days can start up to 14 h either side of UTC midnight: read a day more each side.
         utc_start = day_start(period.start - timedelta(days=1))
         utc_end = day_start(period.end + timedelta(days=2))
@@ -263,16 +298,30 @@ class AnalyticsService(EngagementMetrics):
             best_posting_hours=best,
         )
 
-    async def campaign_funnel(self, session: AsyncSession, campaign_id: str) -> Funnel:
-        counts = await MetricsQueries(session).campaign_steps(campaign_id)
+    async def campaign_funnel(
+        self, session: AsyncSession, campaign_id: str, segment_id: str | None = None
+    ) -> Funnel:
+        """``reached`` is null until analytics has seen the campaign's ``campaign.created``."""
+        q = MetricsQueries(session, segment_id)
+        counts = await q.campaign_steps(campaign_id)
+        target = await q.campaign_target(campaign_id)
+        if target is not None:
+            counts["reached"] = await q.campaign_reached(target)
         known = {step for steps in CAMPAIGN_STEP_EVENTS.values() for step in steps}
+        if target is not None:
+            known.add("reached")
         members = [counts.get(step, 0) if step in known else None for step in CAMPAIGN_STEPS]
         return Funnel(
             kind="campaign",
             campaign_id=campaign_id,
+            segment_id=segment_id,
             as_of=await self.as_of(session),
             steps=funnel_steps(list(CAMPAIGN_STEPS), members),
         )
+
+    async def target_segment(self, session: AsyncSession, campaign_id: str) -> str | None:
+        target = await MetricsQueries(session).campaign_target(campaign_id)
+        return target.segment_id if target else None
 
     async def content(self, session: AsyncSession, post_id: str) -> ContentMetrics:
         post = await MetricsQueries(session).post(post_id)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 from datetime import timedelta
+from importlib.metadata import distribution
+from pathlib import Path
 
 from shared.auth import Role
 from tests.analytics.conftest import MONDAY, OPERATOR, Analytics, at, new_id
@@ -60,15 +64,13 @@ async def test_moderators_read_only_their_own_communities(analytics: Analytics) 
     ).status_code == 403
 
 
-async def test_segment_figures_are_refused_until_members_publish_segments(
-    analytics: Analytics,
-) -> None:
-    for path in PATHS:
-        sep = "&" if "?" in path else "?"
-        response = await analytics.client.get(f"{path}{sep}segment_id=seg-1", headers=OPERATOR)
-        assert response.status_code == 422, path
-        assert response.headers["content-type"] == "application/problem+json"
-        assert response.json()["type"].endswith("segment-not-supported")
+async def test_the_heatmap_refuses_a_segment_it_cannot_split(analytics: Analytics) -> None:
+    response = await analytics.client.get(
+        "/v1/metrics/activity-heatmap?segment_id=seg-1", headers=OPERATOR
+    )
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["type"].endswith("segment-not-supported")
 
 
 async def test_bad_filters_are_clear_422s(analytics: Analytics) -> None:
@@ -111,15 +113,45 @@ async def test_week_and_month_series_count_distinct_members_per_bucket(
     ]
 
 
-async def test_the_dashboard_is_one_self_contained_page(analytics: Analytics) -> None:
+async def test_the_dashboard_page_loads_its_chart_library_from_analytics_only(
+    analytics: Analytics,
+) -> None:
     response = await analytics.client.get("/dashboard")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     page = response.text
     for path in ("/v1/metrics/overview", "/v1/metrics/activity-heatmap", "/v1/auth/token"):
         assert path in page
-    for external in ("<script src", "<link", "https://"):
+    plotly = distribution("plotly")
+    scripts = re.findall(r'<script src="([^"]*)"', page)
+    assert scripts == [f"/dashboard/static/plotly.min.js?v={plotly.version}"]
+    for external in ("<link", "https://", "http://"):
         assert external not in page
+
+
+def shipped_plotly_js() -> bytes:
+    """The file as the ``plotly`` wheel installed it."""
+    return Path(
+        str(distribution("plotly").locate_file("plotly/package_data/plotly.min.js"))
+    ).read_bytes()
+
+
+async def test_the_chart_library_is_the_wheels_file_cached_for_good_and_gzipped(
+    analytics: Analytics,
+) -> None:
+    shipped = await asyncio.to_thread(shipped_plotly_js)
+    url = re.findall(r'<script src="([^"]*)"', (await analytics.client.get("/dashboard")).text)[0]
+    packed = await analytics.client.get(url, headers={"Accept-Encoding": "gzip"})  # no token
+    assert packed.status_code == 200
+    assert packed.headers["content-type"].startswith("text/javascript")
+    assert packed.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert packed.headers["content-encoding"] == "gzip"
+    assert int(packed.headers["content-length"]) < len(shipped) / 2
+    assert packed.content == shipped  # httpx inflates it
+    plain = await analytics.client.get(url, headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+    assert plain.content == shipped
+    assert plain.content.startswith(b"/**\n* plotly.js v")
 
 
 async def test_every_metric_table_exports_as_csv(analytics: Analytics) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
+from shared.events.contracts import campaigns, members
 from tests.analytics.conftest import MONDAY, OPERATOR, Analytics, at, new_id
 
 W1, W2 = MONDAY + timedelta(days=7), MONDAY + timedelta(days=14)
@@ -88,7 +90,7 @@ async def test_a_funnel_needs_two_known_steps(analytics: Analytics) -> None:
         assert response.json()["type"].endswith("invalid-funnel")
 
 
-async def test_campaign_funnel_counts_each_step_with_data_and_leaves_the_rest_empty(
+async def test_campaign_funnel_without_its_creation_event_leaves_reached_empty(
     analytics: Analytics,
 ) -> None:
     campaign, members = new_id(), [new_id() for _ in range(3)]
@@ -106,8 +108,8 @@ async def test_campaign_funnel_counts_each_step_with_data_and_leaves_the_rest_em
         ("reached", None, None),
         ("joined", 3, None),
         ("active", 3, 1.0),
-        ("completed", None, None),
-        ("rewarded", 2, 0.6667),
+        ("completed", 0, 0.0),
+        ("rewarded", 2, None),
         ("redeemed", 1, 0.5),
     ]
     same = await analytics.get("/v1/metrics/funnels", campaign_id=campaign)
@@ -207,6 +209,19 @@ async def test_heatmap_shifts_hours_into_the_community_time_zone(analytics: Anal
     assert ny["cells"][6][22] == 1
 
 
+async def test_the_default_heatmap_period_ends_on_the_communitys_own_today(
+    analytics: Analytics,
+) -> None:
+    # UTC+14: from 10:00 UTC on, the local date is already tomorrow (UTC's date + 1).
+    kiritimati = await analytics.community("Pacific/Kiritimati")
+    now = datetime.now(UTC)
+    await analytics.check_in("camp", new_id(), now, kiritimati)
+    body = await analytics.get("/v1/metrics/activity-heatmap", community_id=kiritimati)
+    local = now.astimezone(ZoneInfo("Pacific/Kiritimati"))
+    assert body["cells"][local.weekday()][local.hour] == 1
+    assert body["period_to"] == str(local.date())
+
+
 async def test_best_posting_hours_rank_local_hours_by_interactions_per_post(
     analytics: Analytics,
 ) -> None:
@@ -242,3 +257,72 @@ async def test_funnels_run_over_any_consumed_event_types(analytics: Analytics) -
         **{"from": MONDAY, "to": MONDAY},
     )
     assert [s["members"] for s in body["steps"]] == [3, 2, 1]
+
+
+async def test_campaign_funnel_reaches_its_community_and_completes_from_completed_events(
+    analytics: Analytics,
+) -> None:
+    community, campaign = await analytics.community(), new_id()
+    start, end = MONDAY, MONDAY + timedelta(days=20)
+    m1, m2, m3, m4, gone, late, outsider = (new_id() for _ in range(7))
+    for member in (m1, m2, m3, m4, gone):
+        await analytics.join(community, member, at(MONDAY - timedelta(days=10)))
+    await analytics.apply(
+        members.MemberLeftCommunity(
+            community_id=community, member_id=gone, left_at=at(MONDAY - timedelta(days=5))
+        )
+    )
+    await analytics.join(community, late, at(end + timedelta(days=1)))  # after it ended
+    await analytics.apply(
+        campaigns.CampaignCreated(
+            campaign_id=campaign,
+            community_id=community,
+            type="checkin",
+            name="challenge",
+            objective="engagement",
+            starts_at=at(start),
+            ends_at=at(end),
+            created_by="ops",
+            created_at=at(MONDAY - timedelta(days=1)),
+        )
+    )
+    for member in (m1, m2, m3):
+        await analytics.apply(
+            campaigns.CampaignJoined(
+                campaign_id=campaign, community_id=community, member_id=member, joined_at=at(start)
+            )
+        )
+    await analytics.check_in(campaign, m1, at(start + timedelta(days=1)), community)
+    await analytics.check_in(campaign, outsider, at(start + timedelta(days=1)), community)
+    await analytics.apply(
+        campaigns.CampaignVoted(
+            campaign_id=campaign,
+            entry_id=new_id(),
+            voter_id=m2,
+            entry_author_id=m1,
+            voted_at=at(start + timedelta(days=2)),
+        )
+    )
+    completed = campaigns.CampaignCompleted(
+        campaign_id=campaign, member_id=m1, completed_at=at(end)
+    )
+    assert await analytics.apply(completed, event_id="done-1")
+    assert not await analytics.apply(completed, event_id="done-1"), "a replay is not applied"
+    await analytics.apply(
+        campaigns.CampaignCompleted(campaign_id=campaign, member_id=outsider, completed_at=at(end))
+    )
+    await analytics.grant(campaign, m1, at(end))
+    await analytics.redeem(campaign, m1, at(end + timedelta(days=1)))
+
+    body = await analytics.get(f"/v1/metrics/campaigns/{campaign}")
+    steps = [(s["name"], s["members"], s["conversion_from_previous"]) for s in body["steps"]]
+    # reached: m1..m4 (gone left before the start, late joined after the end) + the outsider
+    # who took part; joined: m1, m2, m3, outsider; active: m1, outsider (check-in), m2 (vote).
+    assert steps == [
+        ("reached", 5, None),
+        ("joined", 4, 0.8),
+        ("active", 3, 0.75),
+        ("completed", 2, 0.6667),
+        ("rewarded", 1, 0.5),
+        ("redeemed", 1, 1.0),
+    ]
