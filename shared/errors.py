@@ -7,7 +7,9 @@ error response by hand.
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -148,11 +150,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        headers = dict(exc.headers) if exc.headers else {}
+        if exc.status_code == 405 and (allowed := allowed_methods(request)):
+            headers["Allow"] = ", ".join(allowed)
         return problem(
             exc.status_code,
             detail=str(exc.detail),
             instance=request.url.path,
-            headers=dict(exc.headers) if exc.headers else None,
+            headers=headers or None,
         )
 
     async def on_database_unavailable(request: Request, exc: Exception) -> JSONResponse:
@@ -194,6 +199,32 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, on_unexpected)
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the OpenAPI document lists for this path (none: not a documented path).
+
+    FastAPI makes one route per method, so Starlette's 405 names only the first
+    route that matched the path; ``Allow`` must list them all (RFC 9110), and they
+    are exactly what the document promises.
+    """
+    if not isinstance(request.app, FastAPI):
+        return []
+    paths: dict[str, dict[str, Any]] = request.app.openapi().get("paths", {})
+    matching = [t for t in paths if _path_pattern(t).fullmatch(request.url.path)]
+    # As in OpenAPI, a concrete path (``/x/preview``) wins over a template (``/x/{id}``).
+    concrete = [t for t in matching if "{" not in t]
+    methods = {m.upper() for t in concrete or matching for m in paths[t]}
+    return sorted(methods & HTTP_METHODS)
+
+
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
+
+
+@functools.lru_cache(maxsize=1024)
+def _path_pattern(template: str) -> re.Pattern[str]:
+    parts = re.split(r"(\{[^}]+\})", template)
+    return re.compile("".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts))
+
+
 def _is_data_error(exc: Exception) -> bool:
     """A value the database refuses to store: SQLAlchemy's DataError or SQLSTATE class 22."""
     if isinstance(exc, sa_exc.DataError):
@@ -202,7 +233,14 @@ def _is_data_error(exc: Exception) -> bool:
     return isinstance(sqlstate, str) and sqlstate.startswith("22")
 
 
-PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"description": HTTPStatus(status).phrase, "content": {PROBLEM_CONTENT_TYPE: {}}}
-    for status in (400, 401, 403, 404, 409, 413, 422, 429)
-}
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for problem+json answers with these statuses."""
+    return {
+        status: {"description": HTTPStatus(status).phrase, "content": {PROBLEM_CONTENT_TYPE: {}}}
+        for status in statuses
+    }
+
+
+# Every service route may answer these; a route adds its own others with ``problem_responses``.
+# 503: any route answers it while its database (or a service it asks) is unreachable.
+PROBLEM_RESPONSES = problem_responses(400, 401, 403, 404, 409, 413, 422, 429, 503)

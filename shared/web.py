@@ -9,12 +9,14 @@ storing the response in that same transaction.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Coroutine
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from fastapi.routing import APIRoute
+from pydantic import BeforeValidator
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
@@ -38,6 +40,46 @@ def get_session(request: Request) -> AsyncSession:
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
+ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _iso_date_only(value: Any) -> Any:
+    # Pydantic's lax date also takes ``0`` (a Unix timestamp); OpenAPI's ``format: date`` does not.
+    if isinstance(value, date) or (isinstance(value, str) and ISO_DATE.fullmatch(value)):
+        return value
+    raise ValueError("expected an ISO date, YYYY-MM-DD")
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_date_only)]
+
+
+def json_integer(value: Any) -> Any:
+    # JSON Schema's integer takes 3 and 3.0, never true or "3"; pydantic's lax int takes all four.
+    if isinstance(value, bool | str):
+        raise ValueError("expected an integer")
+    return value
+
+
+# Constraints go before the validator (``Annotated[int, Field(ge=0), BeforeValidator(...)]``)
+# when the field is optional, or pydantic leaves them out of the JSON Schema.
+JsonInt = Annotated[int, BeforeValidator(json_integer)]
+
+# What ``idempotency.begin`` accepts, as a schema: visible ASCII, no edge spaces (HTTP strips them).
+IDEMPOTENCY_KEY_PATTERN = r"^[!-~](?:[ -~]*[!-~])?$"
+_KEY_HEADER = {
+    "alias": "Idempotency-Key",
+    "max_length": idempotency.MAX_KEY_LENGTH,
+    "pattern": IDEMPOTENCY_KEY_PATTERN,
+    "description": "Replays the first response for the same key and body (Stripe semantics).",
+}
+IdempotencyKey = Annotated[str | None, Header(**_KEY_HEADER)]
+RequiredIdempotencyKey = Annotated[str, Header(**_KEY_HEADER)]
+
+
+async def _idempotency_key(key: IdempotencyKey = None) -> str | None:
+    """Declares the header on every POST's OpenAPI operation; the route handler reads it."""
+    return key
+
 
 def _idempotency_owner(request: Request) -> str:
     try:
@@ -48,6 +90,14 @@ def _idempotency_owner(request: Request) -> str:
 
 
 class TransactionalRoute(APIRoute):
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        if "POST" in {m.upper() for m in kwargs.get("methods") or ()}:
+            kwargs["dependencies"] = [
+                *(kwargs.get("dependencies") or ()),
+                Depends(_idempotency_key),
+            ]
+        super().__init__(path, endpoint, **kwargs)
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         endpoint = super().get_route_handler()
 

@@ -88,8 +88,10 @@ async def act_on_target(
     body: TargetDecisionCreate, session: SessionDep, principal: CurrentPrincipal
 ) -> AuditRead:
     """A decision on any post or comment, queued or not; resolves its open case; audited."""
-    kind, target = ("post", body.post_id) if body.post_id else ("comment", body.comment_id)
-    assert target is not None
+    kind, target = (
+        ("post", body.post_id) if body.post_id is not None else ("comment", body.comment_id)
+    )
+    assert target is not None  # the schema's validator guarantees exactly one of them
     audit = await moderation_service.decide(
         session, principal, kind, target, body.action, body.reason
     )

@@ -82,8 +82,8 @@ class DecisionCreate(Input):
 
 
 class TargetDecisionCreate(DecisionCreate):
-    post_id: str | None = Field(None, max_length=36)
-    comment_id: str | None = Field(None, max_length=36)
+    post_id: str | None = Field(None, min_length=1, max_length=36)
+    comment_id: str | None = Field(None, min_length=1, max_length=36)
 
     @model_validator(mode="after")
     def _one_target(self) -> TargetDecisionCreate:

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, Depends, Form, Request, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from services.gateway.proxy import Gateway
@@ -43,9 +43,22 @@ Operator = Annotated[Principal, Depends(operator)]
 router = APIRouter(tags=["auth"], route_class=TransactionalRoute)
 
 
+class SignInForm(OAuth2PasswordRequestForm):
+    """OAuth2's password grant, with what the schema must say: an empty field counts as missing."""
+
+    def __init__(
+        self,
+        username: Annotated[str, Form(min_length=1, max_length=320)],
+        password: Annotated[str, Form(min_length=1, max_length=1024)],
+        grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
+        scope: Annotated[str, Form()] = "",
+    ) -> None:
+        super().__init__(grant_type=grant_type, username=username, password=password, scope=scope)
+
+
 @router.post("/v1/auth/token", response_model=TokenResponse)
 async def issue_token(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    form: Annotated[SignInForm, Depends()],
     session: SessionDep,
     request: Request,
     _: Admitted,
@@ -100,5 +113,7 @@ async def rotate_api_key(
 
 
 @router.delete("/v1/api-keys/{key_id}", response_model=ApiKeyRead, tags=["api-keys"])
-async def revoke_api_key(key_id: str, session: SessionDep, _: Operator) -> ApiKeyRead:
-    return ApiKeyRead.model_validate(await gateway_service.revoke_api_key(session, key_id))
+async def revoke_api_key(key_id: str, session: SessionDep, principal: Operator) -> ApiKeyRead:
+    """Revoke the key at once; the partner's webhook endpoints are disabled too."""
+    record = await gateway_service.revoke_api_key(session, key_id, principal)
+    return ApiKeyRead.model_validate(record)

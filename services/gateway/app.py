@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from services.gateway.api import router
 from services.gateway.openapi import MergedOpenAPI
-from services.gateway.proxy import Gateway
+from services.gateway.proxy import ROUTES, Gateway
 from services.gateway.ratelimit import rate_limiter
 from services.gateway.service import gateway_service
 from services.gateway.settings import GatewaySettings
@@ -30,6 +30,7 @@ DESCRIPTION = (
     "POSTs that create or spend honour `Idempotency-Key`. Events: `/v1/events/catalog`."
 )
 log = logging.getLogger(__name__)
+PROXIED_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 def create_app(settings: GatewaySettings | None = None, *, run_background: bool = True) -> FastAPI:
@@ -82,17 +83,19 @@ def create_app(settings: GatewaySettings | None = None, *, run_background: bool 
         """AsyncAPI 3.0 catalogue of every domain event (CloudEvents, structured JSON)."""
         return build_catalog()
 
-    @app.api_route(
-        "/v1/{path:path}",
-        methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-        include_in_schema=False,
-    )
     async def proxy(request: Request) -> Response:
         return await gateway.forward(request, get_runtime(request))
 
+    # One route per upstream prefix, so a wrong method on the gateway's own paths is a 405 with
+    # their ``Allow``; OPTIONS goes upstream too, where the service answers with its own.
+    for prefix in (p for p in ROUTES if p.startswith("/v1/")):
+        for path in (prefix, prefix + "/{rest:path}"):
+            app.add_api_route(path, proxy, methods=PROXIED_METHODS, include_in_schema=False)
+
     @app.get("/dashboard", include_in_schema=False)
+    @app.get("/dashboard/static/{asset}", include_in_schema=False)
     async def dashboard(request: Request) -> Response:
-        """The operators' dashboard page, served by analytics."""
+        """The operators' dashboard page and its chart library, served by analytics."""
         return await gateway.forward(request, get_runtime(request))
 
     return app

@@ -46,9 +46,13 @@ ROUTES: dict[str, str] = {
 }
 
 # What anyone may call without a credential.
-# The dashboard page itself is static; the figures it shows need an operator's token.
+# The dashboard page and its chart library are static; the figures need an operator's token.
 PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
-    {("POST", "/v1/members"), ("GET", "/dashboard")}
+    {
+        ("POST", "/v1/members"),
+        ("GET", "/dashboard"),
+        ("GET", "/dashboard/static/plotly.min.js"),
+    }
 )
 
 HOP_BY_HOP = frozenset(
@@ -223,9 +227,11 @@ class Gateway:
             )
         has_body = "content-length" in request.headers or "transfer-encoding" in request.headers
         client = self.clients[service]
+        # The path as the client encoded it: decoded, a %1F would be an invalid URL upstream.
+        raw_path = (request.scope.get("raw_path") or path.encode()).split(b"?", 1)[0]
         upstream_request = client.build_request(
             request.method,
-            path,
+            httpx.URL(raw_path.decode("ascii", "replace")),
             params=request.url.query,
             headers=headers,
             content=request.stream() if has_body else None,
@@ -238,7 +244,8 @@ class Gateway:
             raise error from exc
         except httpx.TimeoutException as exc:
             raise GatewayTimeout(f"The {service} service did not answer in time") from exc
-        except httpx.RemoteProtocolError as exc:
+        except (httpx.RemoteProtocolError, httpx.NetworkError) as exc:
+            # An upstream that dies mid-request resets the connection (ReadError/WriteError).
             raise ServiceUnavailable(f"The {service} service closed the connection") from exc
         response_headers = {
             k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP

@@ -39,7 +39,7 @@ from services.members.schemas import (
 from services.members.segment_service import NotInSegment, segment_service
 from services.members.service import MemberService
 from shared.auth import CurrentPrincipal, Principal, Role, require_scope
-from shared.errors import Forbidden
+from shared.errors import Forbidden, problem_responses
 from shared.pagination import Cursor, Limit, decode_cursor, encode_cursor
 from shared.web import SessionDep, TransactionalRoute
 
@@ -127,7 +127,7 @@ async def update_member(
     return service.private(await service.update(session, member, body))
 
 
-@members.get("/{member_id}/export", response_model=MemberExport)
+@members.get("/{member_id}/export", response_model=MemberExport, responses=problem_responses(410))
 async def export_member(
     member_id: str, session: SessionDep, service: Members, principal: CurrentPrincipal
 ) -> MemberExport:

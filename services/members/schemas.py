@@ -12,6 +12,7 @@ from pydantic import (
     ConfigDict,
     EmailStr,
     Field,
+    UrlConstraints,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -63,7 +64,12 @@ BirthYear = Annotated[int, Field(ge=1900), AfterValidator(_birth_year)]
 CountryCode = Annotated[str, Field(pattern=r"^[A-Z]{2}$"), AfterValidator(_country)]
 Interests = Annotated[list[str], Field(max_length=20), AfterValidator(_interests)]
 Nickname = Annotated[str, Field(min_length=1, max_length=64)]
-Url = Annotated[AnyHttpUrl, Field(max_length=500)]
+# The column holds 500; normalising may append a "/", so the input stops one short.
+Url = Annotated[
+    AnyHttpUrl,
+    UrlConstraints(max_length=499),
+    Field(json_schema_extra={"pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"}),
+]
 Password = Annotated[str, Field(min_length=8, max_length=128)]
 Phone = Annotated[str, Field(min_length=5, max_length=32)]
 InviteCode = Annotated[str, Field(min_length=4, max_length=16, pattern=r"^[A-Za-z0-9]+$")]

@@ -14,7 +14,16 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StrictBool,
+    Tag,
+    model_validator,
+)
 from sqlalchemy import ColumnElement, and_, false, or_, select, true
 
 from services.members.models import Member, MemberInterest, Membership
@@ -27,8 +36,11 @@ from services.members.taxonomy import (
     is_country,
     is_subdivision_of,
 )
+from shared.web import JsonInt, json_integer
 
 MAX_DEPTH = 5
+MAX_POINTS = 2**53 - 1  # what a JSON number holds exactly, and far inside a BIGINT
+Points = Annotated[int, Field(ge=0, le=MAX_POINTS), BeforeValidator(json_integer)]
 IN_FIELDS = ("gender", "age_band", "country", "province", "city", "channel", "tier", "community")
 
 
@@ -82,15 +94,15 @@ class WithinRule(_Rule):
     """Joined, or last active, within the last ``days`` days."""
 
     field: Literal["joined_within_days", "active_within_days"]
-    days: int = Field(ge=1, le=3650)
+    days: JsonInt = Field(ge=1, le=3650)
 
 
 class PointsRule(_Rule):
     """Points balance in ``[min, max]``; either bound may be left open."""
 
     field: Literal["points"]
-    min: int | None = Field(None, ge=0)
-    max: int | None = Field(None, ge=0)
+    min: Points | None = None
+    max: Points | None = None
 
     @model_validator(mode="after")
     def _a_real_range(self) -> PointsRule:
@@ -103,7 +115,7 @@ class PointsRule(_Rule):
 
 class ConsentRule(_Rule):
     field: Literal["marketing_consent"]
-    value: bool
+    value: StrictBool  # 0 is not an answer to a consent question
 
 
 class AllOf(_Rule):
