@@ -35,6 +35,18 @@ def port_open(host: str, port: int, timeout_s: float = 0.2) -> bool:
         return False
 
 
+def terminate(process: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``timeout_s``."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class LocalBroker:
     """A Tansu broker process on ``127.0.0.1:port``; restartable on the same port."""
 
@@ -98,13 +110,8 @@ class LocalBroker:
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        if process is not None:
+            terminate(process)
         if self._log is not None:
             with contextlib.suppress(OSError):
                 self._log.close()

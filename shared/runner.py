@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from typing import IO
 
 import httpx
 
-from shared.broker import LocalBroker, free_port
+from shared.broker import LocalBroker, free_port, terminate
 from shared.settings import BACKEND_SERVICES, SERVICE_PORTS, ServiceSettings, service_url_settings
 
 # Interpreter teardown after a service's own shutdown budget, before we kill it.
@@ -114,16 +113,10 @@ class Platform:
 
     def stop_service(self, name: str, grace_s: float | None = None) -> None:
         process = self.processes.pop(name, None)
-        if process is None or process.poll() is not None:
-            return
-        if grace_s is None:
-            grace_s = self.shutdown_grace_s() + STOP_MARGIN_S
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(grace_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process is not None:
+            terminate(
+                process, self.shutdown_grace_s() + STOP_MARGIN_S if grace_s is None else grace_s
+            )
 
     def kill_service(self, name: str) -> None:
         """SIGKILL one service, as a crash or an OOM kill would (the fault tests)."""

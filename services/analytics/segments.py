@@ -16,12 +16,11 @@ from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.analytics.models import SegmentMember, SegmentSnapshot
-from shared.auth import Principal, Role, TokenCodec
+from shared.auth import Principal, Role
 from shared.db import conflict_insert, utcnow
 from shared.errors import NotFound, ServiceUnavailable
+from shared.service_client import ServiceClient
 
-PRINCIPAL = Principal(subject="analytics", role=Role.PARTNER, scopes=frozenset({"segments:read"}))
-TOKEN_TTL = timedelta(minutes=10)
 PAGE = 200  # the members API's largest page
 INSERT_CHUNK = 500  # rows per INSERT: far below SQLite's and asyncpg's parameter limits
 
@@ -34,23 +33,15 @@ class MembersUnavailable(ServiceUnavailable):
     code, title = "members-unavailable", "The members service did not answer"
 
 
-class SegmentSource:
+class SegmentSource(ServiceClient):
     """Fetches a segment's member ids from members; tests hand it a client on the real app."""
 
-    def __init__(
-        self,
-        tokens: TokenCodec,
-        *,
-        base_url: str,
-        timeout_s: float = 5.0,
-        client: httpx.AsyncClient | None = None,
-    ) -> None:
-        self._tokens = tokens
-        self._own_client = client is None
-        self._client = client or httpx.AsyncClient(base_url=base_url, timeout=timeout_s)
+    principal = Principal(
+        subject="analytics", role=Role.PARTNER, scopes=frozenset({"segments:read"})
+    )
 
     async def member_ids(self, segment_id: str) -> list[str]:
-        headers = {"Authorization": f"Bearer {self._tokens.issue(PRINCIPAL, ttl=TOKEN_TTL)}"}
+        headers = self._token.header()
         ids: list[str] = []
         cursor: str | None = None
         while True:
@@ -72,10 +63,6 @@ class SegmentSource:
             cursor = page.get("next_cursor")
             if not cursor:
                 return ids
-
-    async def close(self) -> None:
-        if self._own_client:
-            await self._client.aclose()
 
 
 class SegmentSnapshots:

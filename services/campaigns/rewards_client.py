@@ -16,10 +16,8 @@ import enum
 
 import httpx
 
-from services.campaigns.members_client import ServiceToken
-from shared.auth import Principal, Role, TokenCodec
-
-PRINCIPAL = Principal(subject="campaigns", role=Role.PARTNER, scopes=frozenset({"points:spend"}))
+from shared.auth import Principal, Role
+from shared.service_client import ServiceClient
 
 
 class Spend(enum.Enum):
@@ -28,19 +26,12 @@ class Spend(enum.Enum):
     UNKNOWN = "unknown"  # no answer, or the first call is still running: ask again later
 
 
-class RewardsClient:
+class RewardsClient(ServiceClient):
     """Injectable: tests hand it an ``httpx.AsyncClient`` on the real rewards app in process."""
 
-    def __init__(
-        self,
-        tokens: TokenCodec,
-        *,
-        base_url: str,
-        timeout_s: float = 3.0,
-        client: httpx.AsyncClient | None = None,
-    ) -> None:
-        self._token = ServiceToken(tokens, PRINCIPAL)
-        self._client = client or httpx.AsyncClient(base_url=base_url, timeout=timeout_s)
+    principal = Principal(
+        subject="campaigns", role=Role.PARTNER, scopes=frozenset({"points:spend"})
+    )
 
     async def spend(self, member_id: str, points: int, *, key: str, reason: str) -> Spend:
         """Debit ``points`` once per ``key``; the same key must always come with the same
@@ -63,9 +54,6 @@ class RewardsClient:
         if response.status_code in (400, 401, 403, 404, 422):
             return Spend.REFUSED
         return Spend.UNKNOWN
-
-    async def close(self) -> None:
-        await self._client.aclose()
 
 
 def _problem_type(response: httpx.Response) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.broker import LocalBroker, free_port, port_open
+from shared.broker import LocalBroker, free_port, port_open, terminate
 from shared.runner import Platform
 
 BUCKET = "tansu"
@@ -66,12 +66,7 @@ def s3_server(log_path: Path, timeout_s: float = 30.0) -> Iterator[dict[str, str
                 "AWS_ALLOW_HTTP": "true",
             }
         finally:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            terminate(process)
 
 
 def durable_broker(log_path: Path, s3_env: Mapping[str, str]) -> LocalBroker:
