@@ -106,7 +106,11 @@ class Gateway:
             connect=settings.upstream_connect_timeout_s,
             pool=settings.upstream_connect_timeout_s,
         )
-        limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+        # Idle upstream connections are dropped before uvicorn's own 5 s keep-alive closes
+        # them, so a request never goes out on a connection the service is closing (a 503).
+        limits = httpx.Limits(
+            max_connections=200, max_keepalive_connections=50, keepalive_expiry=2.0
+        )
         self.clients = {
             name: httpx.AsyncClient(
                 base_url=settings.upstream_url(name), timeout=timeout, limits=limits
