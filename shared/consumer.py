@@ -169,7 +169,7 @@ def consecutive_runs(
         yield current, run
 
 
-async def dispatch(
+async def run_handler(
     session: AsyncSession, handler: Subscription, events: list[ConsumedEvent]
 ) -> None:
     if isinstance(handler, Batched):
@@ -351,7 +351,7 @@ class EventConsumer:
                     pending.discard(event.id)  # the same event twice in a batch applies once
                     fresh.append((handler, event))
             for handler, run in consecutive_runs(fresh):
-                await dispatch(session, handler, run)
+                await run_handler(session, handler, run)
         return applied
 
     async def handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
@@ -405,7 +405,7 @@ class EventConsumer:
         async with self.db.session() as session:
             if not await claim_in_inbox(session, self.group, event.id, event.envelope.type):
                 return False
-            await dispatch(session, handler, [event])
+            await run_handler(session, handler, [event])
         return True
 
     async def _dead_letter(

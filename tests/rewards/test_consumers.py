@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from shared.broker import LocalBroker
 from shared.bus import new_producer
-from shared.consumer import ConsumedEvent, dispatch, parse_data, parse_envelope
+from shared.consumer import ConsumedEvent, parse_data, parse_envelope, run_handler
 from shared.events.contracts.campaigns import (
     CampaignCheckedIn,
     CampaignRewardGranted,
@@ -47,9 +47,9 @@ async def test_even_without_the_inbox_the_ledger_source_pays_once(rewards: Rewar
     event = ConsumedEvent(envelope, parse_data(envelope), record.topic, 0, 0)
     for _ in range(5):
         async with rewards.runtime.db.session() as session:
-            await dispatch(session, handler, [event])
+            await run_handler(session, handler, [event])
     async with rewards.runtime.db.session() as session:  # twice in one bulk run
-        await dispatch(session, handler, [event, event])
+        await run_handler(session, handler, [event, event])
     assert (await rewards.account(author))["available"] == 5
 
 
