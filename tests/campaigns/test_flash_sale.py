@@ -10,28 +10,30 @@ from typing import Any
 from tests.campaigns.conftest import OPERATOR, START, Harness
 
 RULES: dict[str, Any] = {"stock": 20, "per_member_limit": 2, "coupon_template_id": "tpl-flash"}
+BURST: dict[str, Any] = {**RULES, "stock": 100}
 
 
-async def test_200_concurrent_claims_never_oversell_or_pass_the_member_limit(
+async def test_2000_concurrent_claims_never_oversell_or_pass_the_member_limit(
     harness: Harness,
 ) -> None:
-    campaign = await harness.active("flash_sale", RULES)
+    """The issue's burst: 2,000 claims at once by 500 members (4 each) for 100 coupons."""
+    campaign = await harness.active("flash_sale", BURST)
     path = f"/v1/campaigns/{campaign['id']}/entries"
-    members = [await harness.member() for _ in range(50)]
-    claims = [members[i % 50] for i in range(200)]
+    members = [await harness.member() for _ in range(500)]
+    claims = [members[i % 500] for i in range(2000)]
     responses = await asyncio.gather(*(harness.post_as(m, path) for m in claims))
     statuses = Counter(r.status_code for r in responses)
-    assert statuses[201] == 20, statuses
+    assert statuses[201] == 100, statuses
     assert set(statuses) <= {201, 409}
     reasons = {r.json()["type"].rsplit("/", 1)[1] for r in responses if r.status_code == 409}
     assert reasons <= {"sold-out", "claim-limit-reached"}
     winners = Counter(r.json()["member_id"] for r in responses if r.status_code == 201)
     assert max(winners.values()) <= 2
     grants = await harness.events("campaign.reward_granted")
-    assert len(grants) == 20
+    assert len(grants) == 100
     assert {g.data["coupon_template_id"] for g in grants} == {"tpl-flash"}
     read = (await harness.client.get(f"/v1/campaigns/{campaign['id']}", headers=OPERATOR)).json()
-    assert (read["stock_left"], read["spent_coupons"]) == (0, 20)
+    assert (read["stock_left"], read["spent_coupons"]) == (0, 100)
     assert read["seconds_remaining"] > 0
 
 
