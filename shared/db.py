@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session
 from sqlalchemy.pool import ConnectionPoolEntry
 
 NAMING_CONVENTION = {
@@ -133,6 +134,20 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None
     cursor.close()
 
 
+def committed_before(session: AsyncSession) -> bool:
+    """Whether ``session`` has committed at least once (a saga's first step, say)."""
+    return bool(session.info.get("committed"))
+
+
+class NotingSession(Session):
+    """A session that remembers in ``info`` that it has committed (``committed_before``)."""
+
+
+@event.listens_for(NotingSession, "after_commit")
+def _note_commit(session: Session) -> None:
+    session.info["committed"] = True
+
+
 class Database:
     """One engine and session factory per service.
 
@@ -147,11 +162,16 @@ class Database:
         if self.is_sqlite:
             kwargs["connect_args"] = {"timeout": 10}
         else:
-            kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True, pool_recycle=1800)
+            # No pre-ping: with asyncpg it costs three round trips (BEGIN, ping, ROLLBACK) on
+            # every checkout. A dropped connection fails its one request with a 503 instead,
+            # and the disconnect invalidates the rest of the pool (tests/chaos/test_database.py).
+            kwargs.update(pool_size=10, max_overflow=20, pool_recycle=1800)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
-        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.sessionmaker = async_sessionmaker(
+            self.engine, expire_on_commit=False, sync_session_class=NotingSession
+        )
         self._commit_hooks: list[Callable[[], None]] = []
 
     @property

@@ -1,10 +1,16 @@
 """``Idempotency-Key`` for POST routes, with Stripe's semantics.
 
 Same key and same body replays the first response; same key with another body
-is 422; a key whose first request is still running is 409. The stored response
-is written in the same transaction as the request's effect, so a crash can
-never leave an effect without its record (or the other way round). Keys are
-kept for ``idempotency_ttl_h`` hours (24 by default).
+is 422. The key is claimed by the request's own transaction, as its first
+statement, and the response is stored in that transaction before it commits: a
+crash can never leave an effect without its record (or the other way round),
+and a failed request leaves no claim behind. A second request with the key
+while the first is still running waits on the claim's row lock, then replays
+the first response (or proceeds, if the first failed). A route that commits
+part of its work before answering (a saga's first step) commits the claim
+unfinished: a duplicate then gets 409 until the first completes, and a
+failure releases the claim. Keys are kept for ``idempotency_ttl_h`` hours
+(24 by default).
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ from shared.errors import Conflict, DomainError, Unprocessable
 HEADER = "idempotency-key"
 REPLAY_HEADER = "idempotent-replayed"
 MAX_KEY_LENGTH = 255
-# A claim older than this whose request never finished (the process died) may be taken over.
+# An unfinished claim older than this (its process died after committing part of the
+# request) may be taken over.
 STALE_CLAIM = timedelta(minutes=2)
 KEPT_HEADERS = ("content-type", "location")
 
@@ -45,46 +52,46 @@ def request_hash(method: str, path: str, query: str, body: bytes) -> str:
     return digest.hexdigest()
 
 
-async def begin(
-    db: Database, *, key: str, owner: str, fingerprint: str, ttl: timedelta
-) -> Claim | Response:
-    """Claim ``key`` for this request, or answer with the stored response."""
+def check_key(key: str) -> None:
     if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
         raise InvalidIdempotencyKey(
             f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable characters"
         )
+
+
+async def begin(
+    session: AsyncSession, *, key: str, owner: str, fingerprint: str, ttl: timedelta
+) -> Claim | Response:
+    """Claim ``key`` in the request's transaction, or answer with the stored response."""
+    check_key(key)
     scope = f"{owner}:{key}"
     now = utcnow()
-    async with db.session() as session:
-        claimed = await session.execute(
-            conflict_insert(session, idempotency_table)
-            .values(scope=scope, request_hash=fingerprint, created_at=now)
-            .on_conflict_do_nothing(index_elements=["scope"])
+    claimed = await session.execute(
+        conflict_insert(session, idempotency_table)
+        .values(scope=scope, request_hash=fingerprint, created_at=now)
+        .on_conflict_do_nothing(index_elements=["scope"])
+    )
+    if getattr(claimed, "rowcount", 0) == 1:
+        return Claim(scope)
+    row = (
+        await session.execute(select(idempotency_table).where(idempotency_table.c.scope == scope))
+    ).one()
+    expired = row.created_at < now - ttl
+    stale = row.completed_at is None and row.created_at < now - STALE_CLAIM
+    if expired or stale:
+        await session.execute(
+            update(idempotency_table)
+            .where(idempotency_table.c.scope == scope)
+            .values(
+                request_hash=fingerprint,
+                created_at=now,
+                completed_at=None,
+                status_code=None,
+                response_body=None,
+                response_headers=None,
+            )
         )
-        if getattr(claimed, "rowcount", 0) == 1:
-            return Claim(scope)
-        row = (
-            await session.execute(
-                select(idempotency_table).where(idempotency_table.c.scope == scope)
-            )
-        ).one()
-        created_at = row.created_at
-        expired = created_at < now - ttl
-        stale = row.completed_at is None and created_at < now - STALE_CLAIM
-        if expired or stale:
-            await session.execute(
-                update(idempotency_table)
-                .where(idempotency_table.c.scope == scope)
-                .values(
-                    request_hash=fingerprint,
-                    created_at=now,
-                    completed_at=None,
-                    status_code=None,
-                    response_body=None,
-                    response_headers=None,
-                )
-            )
-            return Claim(scope)
+        return Claim(scope)
     if row.request_hash != fingerprint:
         raise Unprocessable(
             "This Idempotency-Key was already used with a different request; use a new key"
@@ -111,15 +118,17 @@ async def complete(session: AsyncSession, claim: Claim, response: Response) -> N
     )
 
 
-async def release(db: Database, claim: Claim) -> None:
-    """Forget a claim whose request failed, so the client may retry with the same key."""
-    async with db.session() as session:
-        await session.execute(
-            delete(idempotency_table).where(
-                idempotency_table.c.scope == claim.scope,
-                idempotency_table.c.completed_at.is_(None),
-            )
+async def release(session: AsyncSession, claim: Claim) -> None:
+    """Forget the claim of a failed request that had committed part of its work, so the
+    client may retry with the same key."""
+    await session.rollback()
+    await session.execute(
+        delete(idempotency_table).where(
+            idempotency_table.c.scope == claim.scope,
+            idempotency_table.c.completed_at.is_(None),
         )
+    )
+    await session.commit()
 
 
 async def purge_expired(db: Database, ttl: timedelta) -> int:

@@ -22,6 +22,7 @@ from starlette.responses import Response
 
 from shared import idempotency
 from shared.auth import request_principal
+from shared.db import committed_before
 from shared.errors import Unauthorized
 
 if TYPE_CHECKING:
@@ -33,7 +34,9 @@ def get_runtime(request: Request) -> ServiceRuntime:
     return runtime
 
 
-def get_session(request: Request) -> AsyncSession:
+# Async on purpose: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hop
+# per request for a lookup.
+async def get_session(request: Request) -> AsyncSession:
     session: AsyncSession = request.state.session
     return session
 
@@ -89,6 +92,20 @@ def _idempotency_owner(request: Request) -> str:
     return principal.subject if principal is not None else "anonymous"
 
 
+async def _fingerprint(request: Request) -> str:
+    body = await request.body()
+    return idempotency.request_hash(request.method, request.url.path, request.url.query, body)
+
+
+async def _forget(session: AsyncSession, claim: idempotency.Claim | None) -> None:
+    """Undo a failed request. Its claim goes with the rollback, unless the route had
+    committed part of its work (and the claim with it): that claim is released."""
+    await session.rollback()
+    if claim is not None and committed_before(session):
+        with contextlib.suppress(Exception):
+            await idempotency.release(session, claim)
+
+
 class TransactionalRoute(APIRoute):
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         if "POST" in {m.upper() for m in kwargs.get("methods") or ()}:
@@ -103,40 +120,33 @@ class TransactionalRoute(APIRoute):
 
         async def handler(request: Request) -> Response:
             runtime = get_runtime(request)
-            claim: idempotency.Claim | None = None
-            key = request.headers.get(idempotency.HEADER)
-            if request.method == "POST" and key is not None:
-                body = await request.body()
-                fingerprint = idempotency.request_hash(
-                    request.method, request.url.path, request.url.query, body
-                )
-                outcome = await idempotency.begin(
-                    runtime.db,
-                    key=key,
-                    owner=_idempotency_owner(request),
-                    fingerprint=fingerprint,
-                    ttl=timedelta(hours=runtime.settings.idempotency_ttl_h),
-                )
-                if isinstance(outcome, Response):
-                    return outcome
-                claim = outcome
-            try:
-                async with runtime.db.sessionmaker() as session:
+            key = request.headers.get(idempotency.HEADER) if request.method == "POST" else None
+            async with runtime.db.sessionmaker() as session:
+                claim: idempotency.Claim | None = None
+                try:
+                    if key is not None:
+                        outcome = await idempotency.begin(
+                            session,
+                            key=key,
+                            owner=_idempotency_owner(request),
+                            fingerprint=await _fingerprint(request),
+                            ttl=timedelta(hours=runtime.settings.idempotency_ttl_h),
+                        )
+                        if isinstance(outcome, Response):
+                            await session.rollback()
+                            return outcome
+                        claim = outcome
                     request.state.session = session
                     response = await endpoint(request)
-                    if response.status_code >= 400:
-                        await session.rollback()
-                        if claim is not None:
-                            await idempotency.release(runtime.db, claim)
-                        return response
-                    if claim is not None:
-                        await idempotency.complete(session, claim, response)
-                    await runtime.db.commit(session)
-            except BaseException:
+                except BaseException:
+                    await _forget(session, claim)
+                    raise
+                if response.status_code >= 400:
+                    await _forget(session, claim)
+                    return response
                 if claim is not None:
-                    with contextlib.suppress(Exception):
-                        await idempotency.release(runtime.db, claim)
-                raise
+                    await idempotency.complete(session, claim, response)
+                await runtime.db.commit(session)
             return response
 
         return handler

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import httpx
 import pytest
 from sqlalchemy import select, text
+from starlette.responses import Response
 
 from services.members.models import Member
 from shared import idempotency
@@ -90,24 +92,65 @@ async def test_same_idempotency_key_with_another_body_is_422(members: httpx.Asyn
     assert "different request" in other.json()["detail"]
 
 
-async def test_idempotency_key_still_in_flight_is_409(members: httpx.AsyncClient) -> None:
+async def test_a_request_whose_key_is_in_flight_waits_and_replays_the_first(
+    members: httpx.AsyncClient,
+) -> None:
     body = b'{"nickname": "Carol"}'
     fingerprint = idempotency.request_hash("POST", "/v1/members", "", body)
-    claim = await idempotency.begin(
-        runtime_of(members).db,
-        key="signup-3",
-        owner="anonymous",
-        fingerprint=fingerprint,
-        ttl=timedelta(hours=24),
-    )
-    assert isinstance(claim, idempotency.Claim)
-    response = await members.post(
-        "/v1/members",
-        content=body,
-        headers={"Idempotency-Key": "signup-3", "content-type": "application/json"},
-    )
-    assert response.status_code == 409
+    headers = {"Idempotency-Key": "signup-3", "content-type": "application/json"}
+    async with runtime_of(members).db.session() as first:
+        claim = await idempotency.begin(
+            first,
+            key="signup-3",
+            owner="anonymous",
+            fingerprint=fingerprint,
+            ttl=timedelta(hours=24),
+        )
+        assert isinstance(claim, idempotency.Claim)
+        second = asyncio.create_task(members.post("/v1/members", content=body, headers=headers))
+        await asyncio.sleep(0.3)
+        assert not second.done()  # held by the first request's open transaction
+        stored = Response(
+            content=b'{"id": "first"}', status_code=201, media_type="application/json"
+        )
+        await idempotency.complete(first, claim, stored)
+    response = await second
+    assert response.status_code == 201
+    assert response.json() == {"id": "first"}
+    assert response.headers["idempotent-replayed"] == "true"
     assert await outbox_events(members) == []
+
+
+async def test_a_key_committed_unfinished_by_a_saga_step_answers_409(
+    members: httpx.AsyncClient,
+) -> None:
+    body = b'{"nickname": "Dan"}'
+    fingerprint = idempotency.request_hash("POST", "/v1/members", "", body)
+    async with runtime_of(members).db.session() as first:  # commits the claim unfinished
+        claim = await idempotency.begin(
+            first,
+            key="signup-6",
+            owner="anonymous",
+            fingerprint=fingerprint,
+            ttl=timedelta(hours=24),
+        )
+        assert isinstance(claim, idempotency.Claim)
+    headers = {"Idempotency-Key": "signup-6", "content-type": "application/json"}
+    response = await members.post("/v1/members", content=body, headers=headers)
+    assert response.status_code == 409
+    assert "still being processed" in response.json()["detail"]
+    assert await outbox_events(members) == []
+
+
+async def test_concurrent_requests_with_one_key_register_once(members: httpx.AsyncClient) -> None:
+    headers = {"Idempotency-Key": "signup-5"}
+    replies = await asyncio.gather(
+        *(members.post("/v1/members", json=ALICE, headers=headers) for _ in range(8))
+    )
+    assert [r.status_code for r in replies] == [201] * 8
+    assert len({r.json()["id"] for r in replies}) == 1
+    assert sum(r.headers.get("idempotent-replayed") == "true" for r in replies) == 7
+    assert len(await outbox_events(members)) == 1
 
 
 async def test_a_failed_request_frees_its_idempotency_key(members: httpx.AsyncClient) -> None:
