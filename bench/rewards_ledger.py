@@ -10,6 +10,8 @@ Per database backend (SQLite in a temp dir; PostgreSQL at 127.0.0.1:5432 unless
    Latency per request: p50/p95/p99.
    Baseline in the same run: the smallest useful spend in raw SQL on the same engine (one
    transaction: conditional UPDATE of the balance + one INSERT), same workers and members.
+   Ceiling in the same run: ``GET /healthz`` through the same app and client, no database
+   work: what this process can serve at all, so what no spend route can beat.
 2. earned events via the consumer: ``reaction.added`` records (one rule pays 5 points) through
    ``EventConsumer.handle_batch`` in batches of 500, the path the Kafka loop calls, minus the
    broker. Baseline: the same records through a consumer whose handler does nothing, so the
@@ -71,7 +73,7 @@ async def seed_balances(rewards: RewardsService, db: Database, members: list[str
             )
 
 
-async def bench_spends(url: str, args: argparse.Namespace) -> tuple[Result, Result]:
+async def bench_spends(url: str, args: argparse.Namespace) -> tuple[Result, Result, Result]:
     settings = RewardsSettings.model_validate({"database_url": url, "log_json": False})
     app = create_app(settings, run_background=False)
     rewards: RewardsService = app.state.rewards
@@ -112,7 +114,15 @@ async def bench_spends(url: str, args: argparse.Namespace) -> tuple[Result, Resu
             if not audit.json()["balanced"]:
                 print("  !! audit does not balance")
 
-        ours = Result("spends via API (redemptions)", args.spends, seconds, latencies)
+            ours = Result("spends via API (redemptions)", args.spends, seconds, latencies)
+
+            # The stack's ceiling: the same app, client and workers, a route with no database
+            # work at all. No spend can go faster than this in this process.
+            async def health(_: int) -> None:
+                await client.get("/healthz")
+
+            seconds, latencies = await run_workers(args.spends, args.concurrency, health)
+            ceiling = Result("ceiling: GET /healthz, same stack", args.spends, seconds, latencies)
 
         # Baseline: the bare minimum a spend needs, on the same engine.
         db = runtime.db
@@ -139,7 +149,7 @@ async def bench_spends(url: str, args: argparse.Namespace) -> tuple[Result, Resu
 
         seconds, latencies = await run_workers(args.spends, args.concurrency, raw_spend)
         base = Result("baseline: raw UPDATE+INSERT", args.spends, seconds, latencies)
-    return ours, base
+    return ours, base, ceiling
 
 
 def reaction_record(author: str, offset: int) -> ConsumerRecord[bytes, bytes]:
@@ -263,8 +273,9 @@ async def main() -> None:
         print(f"\n{label}: {args.spends} spends x {args.concurrency} workers, {args.events} events")
 
         async def spends(url: str) -> None:
-            ours, base = await bench_spends(url, args)
+            ours, base, ceiling = await bench_spends(url, args)
             print(base.line())
+            print(ceiling.line(base))
             print(ours.line(base))
             p50, p95, p99 = percentiles(ours.latencies_ms)
             rows.add(
@@ -280,6 +291,19 @@ async def main() -> None:
                 p99_ms=p99,
                 target=">= 1,000 spends/s, p99 < 50 ms (PostgreSQL)",
                 met=ours.rate >= 1000 and p99 < 50 if label == "postgresql" else None,
+            )
+            p50, p95, p99 = percentiles(ceiling.latencies_ms)
+            rows.add(
+                lane=label,
+                what=f"ceiling of the stack: GET /healthz (no database), {args.spends} x "
+                f"{args.concurrency} workers, same app and client",
+                figure=ceiling.rate,
+                unit="req/s",
+                baseline="raw UPDATE balance + INSERT entry per spend, same workers",
+                baseline_figure=base.rate,
+                p50_ms=p50,
+                p95_ms=p95,
+                p99_ms=p99,
             )
 
         async def events(url: str) -> None:
