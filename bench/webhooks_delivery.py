@@ -17,7 +17,10 @@ Phases, in one run:
    ``--endpoints`` requests in flight, to the same receiver: requests/s and latency.
 2. latency: ``--rate`` events/s (default 200), one ``add_event`` transaction each, for
    ``--seconds``; latency = arrival at the receiver - the producer's commit, per event and
-   endpoint; p50/p95/p99 and the deliveries/s the receiver saw during the phase.
+   endpoint; p50/p95/p99 and the deliveries/s the receiver saw during the phase. Then
+   the same per stage, from the timestamps the rows keep: commit -> the outbox row's
+   ``sent_at`` (relay published) -> the delivery's ``created_at`` (consumer recorded)
+   -> arrival (dispatcher claimed, signed, sent) -> ``delivered_at`` (outcome written).
 3. throughput: N events committed 100 per transaction as fast as one writer can, then
    drained; deliveries/s from the first commit to the last arrival.
 
@@ -44,17 +47,18 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic_settings import SettingsConfigDict
 from report import BenchRows
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared.auth import Principal, Role, TokenCodec
 from shared.broker import LocalBroker, free_port
-from shared.db import Database
+from shared.db import Database, outbox_table
 from shared.events.contracts.members import MemberRegistered
 from shared.migrations import upgrade
 from shared.outbox import OutboxRelay, add_event, add_events
@@ -332,26 +336,64 @@ class Run:
             if event_id in committed:
                 latencies.append((arrived - committed[event_id]) * 1000)
         last = max(arrivals.values())
-        recorded = await self.recorded_at()
-        # Wall clock of the delivery row's creation -> monotonic, to split the latency.
-        wall_to_mono = time.monotonic() - time.time()
-        consumed = [
-            (at + wall_to_mono - committed[eid]) * 1000
-            for eid, at in recorded.items()
-            if eid in committed
-        ]
         return {
             "achieved_rate": events / offered_s,
             "deliveries_per_s": len(latencies) / (last - began),
             "timed": len(latencies),
             "expected": expect,
-            "consumed": percentiles(consumed),
+            "stages": await self.stages(db, committed, arrivals),
             **percentiles(latencies),
         }
 
-    async def recorded_at(self) -> dict[str, float]:
-        """When the consumer recorded each event's delivery (the row's ``created_at``)."""
-        found: dict[str, float] = {}
+    async def stages(
+        self, db: Database, committed: dict[str, float], arrivals: dict[str, float]
+    ) -> dict[str, dict[str, float]]:
+        """Where the time goes, per delivery, from the timestamps each stage leaves behind.
+
+        The outbox row's ``sent_at`` (relay published), the delivery's ``created_at``
+        (consumer recorded it, inside its transaction) and ``delivered_at`` (dispatcher
+        wrote the outcome) are wall clock; they are moved onto the monotonic clock.
+        """
+        wall_to_mono = time.monotonic() - time.time()
+        async with db.session() as session:
+            rows = await session.execute(select(outbox_table.c.event_id, outbox_table.c.sent_at))
+            published = {
+                eid: at.timestamp() + wall_to_mono
+                for eid, at in rows
+                if eid in committed and at is not None
+            }
+        deliveries = await self.deliveries()
+        spans: dict[str, list[float]] = {
+            "relay published": [],
+            "consumer recorded": [],
+            "sent and arrived": [],
+            "outcome written": [],
+        }
+        for item in deliveries:
+            eid = item["event_id"]
+            arrived = arrivals.get(f"{urlsplit(item['url']).path} {eid}")
+            if eid not in committed or eid not in published or arrived is None:
+                continue
+            recorded = datetime.fromisoformat(item["created_at"]).timestamp() + wall_to_mono
+            spans["relay published"].append((published[eid] - committed[eid]) * 1000)
+            spans["consumer recorded"].append((recorded - published[eid]) * 1000)
+            spans["sent and arrived"].append((arrived - recorded) * 1000)
+            if item["delivered_at"]:
+                written = datetime.fromisoformat(item["delivered_at"]).timestamp() + wall_to_mono
+                spans["outcome written"].append((written - arrived) * 1000)
+        return {name: percentiles(values) for name, values in spans.items()}
+
+    async def deliveries(self) -> list[dict[str, Any]]:
+        """Every delivery row (through the API), with its endpoint's URL."""
+        urls = {}
+        endpoints = await self.client.get(
+            f"{self.webhooks_url}/v1/webhooks/endpoints",
+            params={"limit": 100},
+            headers=self.operator,
+        )
+        for endpoint in endpoints.json()["items"]:
+            urls[endpoint["id"]] = endpoint["url"]
+        found: list[dict[str, Any]] = []
         cursor: str | None = None
         while True:
             params: dict[str, Any] = {"limit": 200, **({"cursor": cursor} if cursor else {})}
@@ -362,9 +404,7 @@ class Run:
                     headers=self.operator,
                 )
             ).json()
-            for item in page["items"]:
-                created = datetime.fromisoformat(item["created_at"]).timestamp()
-                found[item["event_id"]] = min(created, found.get(item["event_id"], created))
+            found += [{**item, "url": urls[item["endpoint_id"]]} for item in page["items"]]
             cursor = page.get("next_cursor")
             if not cursor:
                 return found
@@ -462,12 +502,11 @@ def print_and_emit(args: argparse.Namespace, results: list[dict[str, Any]]) -> N
             f"  p95 {lat['p95']:.0f} ms  p99 {lat['p99']:.0f} ms  (target p95 < 1000 ms);"
             f" {lat['deliveries_per_s']:.0f} deliveries/s"
         )
-        consumed = lat["consumed"]
-        print(
-            f"    of which commit -> delivery recorded by the consumer: "
-            f"p50 {consumed['p50']:.0f} ms  p95 {consumed['p95']:.0f} ms  "
-            f"p99 {consumed['p99']:.0f} ms (the rest: dispatcher)"
-        )
+        for stage, figures in lat["stages"].items():
+            print(
+                f"    {stage:>18}: p50 {figures['p50']:6.0f} ms  p95 {figures['p95']:6.0f} ms"
+                f"  p99 {figures['p99']:6.0f} ms  (since the stage before)"
+            )
         print(
             f"  webhooks service CPU (consume + dispatch + sign + log): "
             f"{r['cpu_ms_per_delivery']:.2f} ms per delivery"
@@ -480,6 +519,7 @@ def print_and_emit(args: argparse.Namespace, results: list[dict[str, Any]]) -> N
             f"  load average before/after the latency phase: {r['load_before']} / {r['load_after']}"
         )
         offered = lat["achieved_rate"] >= 0.9 * args.rate
+        stage_p95s = ", ".join(f"{k} {v['p95']:.0f} ms" for k, v in lat["stages"].items())
         rows.add(
             lane=r["backend"],
             what=f"commit -> outbox -> broker -> webhooks consumer -> dispatcher -> signed POST, "
@@ -496,7 +536,7 @@ def print_and_emit(args: argparse.Namespace, results: list[dict[str, Any]]) -> N
             # The target is at the offered rate; a machine that cannot offer it says nothing.
             met=lat["p95"] < TARGET_P95_MS if offered else None,
             note=f"achieved {lat['achieved_rate']:.0f} ev/s; {lat['timed']}/{lat['expected']} "
-            f"timed; commit -> recorded by the consumer p95 {lat['consumed']['p95']:.0f} ms; "
+            f"timed; stage p95s: {stage_p95s}; "
             f"service CPU {r['cpu_ms_per_delivery']:.2f} ms/delivery; "
             f"load {r['load_before']} -> {r['load_after']}",
         )

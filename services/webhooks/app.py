@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
 from fastapi import FastAPI
 
 from services.webhooks.api import router
@@ -10,6 +9,7 @@ from services.webhooks.consumers import SUBSCRIPTIONS
 from services.webhooks.dispatcher import Dispatcher
 from services.webhooks.jobs import retention_job
 from services.webhooks.settings import WebhooksSettings
+from services.webhooks.ssrf import Resolver, system_resolver
 from shared.app import ServiceRuntime, create_service_app
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -19,7 +19,7 @@ def create_app(
     settings: WebhooksSettings | None = None,
     *,
     run_background: bool = True,
-    transport: httpx.AsyncBaseTransport | None = None,
+    resolver: Resolver = system_resolver,
 ) -> FastAPI:
     """The webhooks service; its dispatcher is ``app.state.dispatcher``.
 
@@ -55,6 +55,6 @@ def create_app(
         run_background=run_background,
     )
     runtime: ServiceRuntime = app.state.runtime
-    dispatcher = Dispatcher(runtime.db, settings, transport=transport)
+    dispatcher = Dispatcher(runtime.db, settings, resolver=resolver)
     app.state.dispatcher = dispatcher
     return app

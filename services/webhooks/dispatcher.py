@@ -2,9 +2,14 @@
 
 How it runs: one loop per replica (``run_forever``, started from the app's
 ``on_startup``; a ``ScheduledJob`` would hold one transaction across HTTP calls).
-Each tick it claims endpoints that have a delivery due, taking a lease on the
-endpoint row (``FOR UPDATE SKIP LOCKED`` + a conditional UPDATE, as in
-shared/scheduler.py), and serves each claimed endpoint in its own task:
+It wakes when a transaction that recorded deliveries commits in this process
+(the consumer's, a replay's), and polls every ``dispatch_poll_interval_s`` for
+retries coming due and for deliveries other replicas recorded. Each round it
+claims endpoints that have a delivery due, taking a lease on the endpoint row
+(``FOR UPDATE SKIP LOCKED`` + a conditional UPDATE, as in shared/scheduler.py),
+and serves each claimed endpoint in its own task; an endpoint being served
+when more deliveries are recorded picks them up in the same turn, in the
+transaction that writes the previous batch's outcomes:
 
 - across endpoints, up to ``dispatch_concurrency`` tasks at once, so a slow or
   hung endpoint only holds its own task;
@@ -14,7 +19,14 @@ shared/scheduler.py), and serves each claimed endpoint in its own task:
   aggregate's events in order while nothing fails, and a far-away partner is not
   capped at one round trip per delivery. A delivery waiting for its retry does
   not hold back newer ones, and a failure ends the endpoint's turn (a failing
-  endpoint gets one try per tick).
+  endpoint gets one try per turn).
+
+HTTP goes straight to httpcore's keep-alive pool: httpx's client layers
+(URL merging, auth, redirect and cookie hooks) cost about as much CPU as the
+request itself, and we use none of them. Every new connection is resolved,
+checked and connected by ``GuardedBackend`` (ssrf.py); redirects are never
+followed (httpcore has no such thing); the pool has a connection for every
+request that may be in flight, so no endpoint waits for a slot another holds.
 
 No transaction is open during HTTP. A delivery's outcome is written with a
 conditional UPDATE (``status = 'pending' AND attempts = n``), so it is settled
@@ -42,16 +54,21 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Callable
+import weakref
+from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import httpcore
 import httpx
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from services.webhooks.models import WebhookEndpoint
 from services.webhooks.repository import (
     FAILED,
+    NEW_DELIVERIES,
     SUCCEEDED,
     DeliveryRepository,
     DueDelivery,
@@ -60,14 +77,16 @@ from services.webhooks.repository import (
 from services.webhooks.service import policy_for, sealer_for, webhook_service
 from services.webhooks.settings import WebhooksSettings
 from services.webhooks.signing import headers_for
-from services.webhooks.ssrf import GuardedTransport, TargetBlocked
+from services.webhooks.ssrf import Resolver, TargetBlocked, guarded_pool, system_resolver
 from shared.db import Database, utcnow
 from shared.events.envelope import CONTENT_TYPE
 
 log = logging.getLogger(__name__)
 
-USER_AGENT = "community-platform-webhooks/1"
+USER_AGENT = b"community-platform-webhooks/1"
 FETCH_PER_QUERY = 100
+# httpcore's errors share no base class; these are "the request failed", not bugs.
+HTTP_ERRORS = (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol, OSError)
 
 
 def ordering_key(delivery: DueDelivery) -> str:
@@ -80,8 +99,23 @@ def ordering_key(delivery: DueDelivery) -> str:
 @dataclass(frozen=True)
 class Target:
     id: str
-    url: str
+    url: httpcore.URL
     secrets: tuple[str, ...]
+
+    @classmethod
+    def of(cls, endpoint_id: str, url: str, secrets: tuple[str, ...]) -> Target:
+        # httpx's parsing (IDNA, percent-encoding), as at registration; once per batch.
+        parsed = httpx.URL(url)
+        return cls(
+            endpoint_id,
+            httpcore.URL(
+                scheme=parsed.raw_scheme,
+                host=parsed.raw_host,
+                port=parsed.port,
+                target=parsed.raw_path,
+            ),
+            secrets,
+        )
 
 
 @dataclass(frozen=True)
@@ -114,13 +148,31 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     return max(0.0, (when - now).total_seconds())
 
 
+_LISTENING: weakref.WeakSet[Dispatcher] = weakref.WeakSet()
+
+
+@event.listens_for(Session, "after_commit")
+def _deliveries_committed(session: Session) -> None:
+    """Wake the dispatchers of this database after a commit that recorded deliveries."""
+    if session.info.get(NEW_DELIVERIES):
+        for dispatcher in list(_LISTENING):
+            dispatcher.heard_commit(session)
+
+
+def _header(response: httpcore.Response, name: bytes) -> str | None:
+    for key, value in response.headers:
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
 class Dispatcher:
     def __init__(
         self,
         db: Database,
         settings: WebhooksSettings,
         *,
-        transport: httpx.AsyncBaseTransport | None = None,
+        resolver: Resolver = system_resolver,
         clock: Callable[[], datetime] = utcnow,
         rng: Callable[[], float] = random.random,
         name: str | None = None,
@@ -130,17 +182,31 @@ class Dispatcher:
         self.clock = clock
         self.rng = rng
         self.name = (name or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")[:64]
-        self.client = httpx.AsyncClient(
-            transport=transport or GuardedTransport(policy_for(settings)),
-            follow_redirects=False,
-            trust_env=False,
-            timeout=httpx.Timeout(settings.total_timeout_s, connect=settings.connect_timeout_s),
+        in_flight = settings.dispatch_concurrency * settings.dispatch_concurrency_per_endpoint
+        self.pool = guarded_pool(
+            policy_for(settings),
+            resolver=resolver,
+            max_connections=in_flight,
+            max_keepalive_connections=in_flight,
         )
         self._serving: dict[str, asyncio.Task[int]] = {}
+        self._wake = asyncio.Event()
+        self._rung = 0  # commits of new deliveries seen; a serving turn compares it
+        self._engine = db.engine.sync_engine
+        _LISTENING.add(self)
 
     @property
     def lease(self) -> timedelta:
         return timedelta(seconds=self.settings.dispatch_lease_s)
+
+    def heard_commit(self, session: Session) -> None:
+        if session.bind is self._engine:
+            self.wake()
+
+    def wake(self) -> None:
+        """New deliveries are due: claim them now rather than at the next poll."""
+        self._rung += 1
+        self._wake.set()
 
     async def run_once(self) -> int:
         """Claim what is due now and serve it to the end; how many attempts were made."""
@@ -149,20 +215,24 @@ class Dispatcher:
 
     async def run_forever(self) -> None:
         while True:
+            # Cleared before claiming: a commit while claiming wakes the next round.
+            self._wake.clear()
             try:
                 await self.start_due()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("webhook dispatcher %s: claiming failed", self.name)
-            await asyncio.sleep(self.settings.dispatch_poll_interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.dispatch_poll_interval_s)
 
     async def close(self) -> None:
+        _LISTENING.discard(self)
         tasks = list(self._serving.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await self.client.aclose()
+        await self.pool.aclose()
 
     async def start_due(self) -> list[asyncio.Task[int]]:
         free = self.settings.dispatch_concurrency - len(self._serving)
@@ -181,50 +251,76 @@ class Dispatcher:
         for endpoint_id in claimed:
             task = asyncio.create_task(self._serve(endpoint_id), name=f"webhook:{endpoint_id}")
             self._serving[endpoint_id] = task
-            task.add_done_callback(self._forget(endpoint_id))
             tasks.append(task)
         return tasks
 
-    def _forget(self, endpoint_id: str) -> Callable[[asyncio.Task[int]], None]:
-        def done(_: asyncio.Task[int]) -> None:
-            self._serving.pop(endpoint_id, None)
-
-        return done
-
     async def _serve(self, endpoint_id: str) -> int:
+        """One turn at an endpoint: batches of due deliveries until none is left, the
+        endpoint fails, or ``dispatch_batch_per_endpoint`` attempts were made.
+
+        Two transactions per batch at most: the outcomes of one batch are written
+        in the transaction that reads the next (or gives the lease back).
+        """
+        cap = self.settings.dispatch_batch_per_endpoint
         attempts = 0
+        seen = self._rung
+        released = False
         try:
-            while attempts < self.settings.dispatch_batch_per_endpoint:
-                limit = min(FETCH_PER_QUERY, self.settings.dispatch_batch_per_endpoint - attempts)
-                async with self.db.session() as session:
-                    endpoint = await EndpointRepository(session).get(endpoint_id)
-                    if endpoint is None or not endpoint.enabled:
-                        return attempts
-                    if endpoint.lease_owner != self.name:
-                        return attempts
-                    target = self._target(endpoint)
-                    due = await DeliveryRepository(session).due_for(
-                        endpoint_id, self.clock(), limit
-                    )
-                if not due:
-                    return attempts
+            async with self.db.session() as session:
+                batch = await self._next_batch(session, endpoint_id, cap)
+                if batch is None:
+                    await self._release(session, endpoint_id)
+            released = batch is None
+            while batch is not None:
+                target, due = batch
                 sent = await self._send_by_key(target, due)
                 attempts += len(sent)
-                keep_serving = await self._settle(endpoint_id, sent)
-                if not keep_serving or not all(outcome.success for _, outcome in sent):
-                    return attempts  # a failing endpoint gets one try per turn
-                if len(due) < limit:
-                    return attempts  # all that was due is sent: no second look this turn
+                async with self.db.session() as session:
+                    settled = await self._settle(session, endpoint_id, sent)
+                    more = len(due) >= FETCH_PER_QUERY or len(sent) < len(due)
+                    batch = None
+                    if (
+                        settled
+                        and all(outcome.success for _, outcome in sent)
+                        and (more or self._rung != seen)
+                        and attempts < cap
+                        and await EndpointRepository(session).renew_lease(
+                            endpoint_id, self.name, self.clock() + self.lease
+                        )
+                    ):
+                        seen = self._rung  # before reading: a later commit is seen next time
+                        batch = await self._next_batch(session, endpoint_id, cap - attempts)
+                    if batch is None:
+                        # A failing endpoint gets one try per turn; so does one whose lease
+                        # went to another replica.
+                        await self._release(session, endpoint_id)
+                released = batch is None
             return attempts
         except Exception:
             log.exception("webhook dispatcher %s: serving %s failed", self.name, endpoint_id)
             return attempts
         finally:
-            with contextlib.suppress(Exception):
-                async with self.db.session() as session:
-                    await EndpointRepository(session).release_lease(
-                        endpoint_id, self.name, self.clock()
-                    )
+            if not released:
+                with contextlib.suppress(Exception):
+                    async with self.db.session() as session:
+                        await self._release(session, endpoint_id)
+            # Forgotten here, not in a done callback: a wake from now on may claim it again.
+            self._serving.pop(endpoint_id, None)
+            if self._rung != seen or attempts >= cap:
+                self._wake.set()  # recorded while the lease was being given back, or capped
+
+    async def _next_batch(
+        self, session: AsyncSession, endpoint_id: str, room: int
+    ) -> tuple[Target, list[DueDelivery]] | None:
+        endpoint = await EndpointRepository(session).get(endpoint_id)
+        if endpoint is None or not endpoint.enabled or endpoint.lease_owner != self.name:
+            return None
+        limit = min(FETCH_PER_QUERY, room)
+        due = await DeliveryRepository(session).due_for(endpoint_id, self.clock(), limit)
+        return (self._target(endpoint), due) if due else None
+
+    async def _release(self, session: AsyncSession, endpoint_id: str) -> None:
+        await EndpointRepository(session).release_lease(endpoint_id, self.name, self.clock())
 
     async def _send_by_key(
         self, target: Target, due: list[DueDelivery]
@@ -268,13 +364,21 @@ class Dispatcher:
         previous, expires = endpoint.previous_secret_ciphertext, endpoint.previous_secret_expires_at
         if previous and expires is not None and expires > self.clock():
             secrets.append(sealer.open(previous))
-        return Target(endpoint.id, endpoint.url, tuple(secrets))
+        return Target.of(endpoint.id, endpoint.url, tuple(secrets))
 
     async def _send(self, target: Target, delivery: DueDelivery) -> Outcome:
         assert delivery.payload is not None
         body = delivery.payload.encode()
-        headers = headers_for(target.secrets, delivery.event_id, int(time.time()), body)
-        headers.update({"content-type": CONTENT_TYPE, "user-agent": USER_AGENT})
+        signed = headers_for(target.secrets, delivery.event_id, int(time.time()), body)
+        headers = [
+            *((name.encode(), value.encode()) for name, value in signed.items()),
+            (b"content-type", CONTENT_TYPE.encode()),
+            (b"content-length", str(len(body)).encode()),
+            (b"user-agent", USER_AGENT),
+        ]
+        total = self.settings.total_timeout_s
+        connect = self.settings.connect_timeout_s
+        timeouts = {"connect": connect, "read": total, "write": total, "pool": total}
         started = time.perf_counter()
         status: int | None = None
         snippet: str | None = None
@@ -282,20 +386,24 @@ class Dispatcher:
         retry_after: float | None = None
         try:
             async with (
-                asyncio.timeout(self.settings.total_timeout_s),
-                self.client.stream("POST", target.url, content=body, headers=headers) as response,
+                asyncio.timeout(total),
+                self.pool.stream(
+                    b"POST",
+                    target.url,
+                    headers=headers,
+                    content=body,
+                    extensions={"timeout": timeouts},
+                ) as response,
             ):
-                status = response.status_code
+                status = response.status
                 snippet = await self._snippet(response)
                 if status in (429, 503):
-                    retry_after = parse_retry_after(
-                        response.headers.get("retry-after"), self.clock()
-                    )
+                    retry_after = parse_retry_after(_header(response, b"retry-after"), self.clock())
         except TargetBlocked as exc:
             error = f"target blocked: {exc}"
-        except (TimeoutError, httpx.TimeoutException):
-            error = f"timed out after {self.settings.total_timeout_s:g} s"
-        except httpx.HTTPError as exc:
+        except (TimeoutError, httpcore.TimeoutException):
+            error = f"timed out after {total:g} s"
+        except HTTP_ERRORS as exc:
             error = f"{type(exc).__name__}: {exc}"
         latency_ms = int((time.perf_counter() - started) * 1000)
         if status is not None and 300 <= status < 400:
@@ -311,10 +419,12 @@ class Dispatcher:
             retry_after_s=retry_after,
         )
 
-    async def _snippet(self, response: httpx.Response) -> str | None:
+    async def _snippet(self, response: httpcore.Response) -> str | None:
         limit = self.settings.response_snippet_bytes
         chunks = bytearray()
-        async for chunk in response.aiter_bytes():
+        stream = response.stream
+        assert isinstance(stream, AsyncIterable)
+        async for chunk in stream:
             chunks += chunk
             if len(chunks) >= limit:
                 break
@@ -329,30 +439,27 @@ class Dispatcher:
             return min(retry_after_s, self.settings.retry_after_max_s)
         return schedule[attempt - 1] * (1 + self.settings.retry_jitter * self.rng())
 
-    async def _settle(self, endpoint_id: str, sent: list[tuple[DueDelivery, Outcome]]) -> bool:
-        """Write the attempts and their effects; whether this replica may keep serving."""
+    async def _settle(
+        self, session: AsyncSession, endpoint_id: str, sent: list[tuple[DueDelivery, Outcome]]
+    ) -> bool:
+        """Write the attempts and their effects in ``session``; whether to keep serving."""
         if not sent:
             return True
         now = self.clock()
-        async with self.db.session() as session:
-            deliveries = DeliveryRepository(session)
-            endpoints = EndpointRepository(session)
-            await deliveries.add_attempts(
-                [self._attempt_row(endpoint_id, d, o, now) for d, o in sent]
-            )
-            settled_all = await self._settle_successes(deliveries, sent, now)
-            for delivery, outcome in sent:
-                if outcome.success:
-                    continue
-                values = self._outcome_values(delivery.attempts + 1, outcome, now)
-                if not await deliveries.settle(delivery.id, delivery.attempts, **values):
-                    settled_all = False  # another sender settled it first
-            endpoint = await endpoints.get(endpoint_id)
-            if endpoint is None:
-                return False
-            await self._track_health(session, endpoint, [o for _, o in sent], now)
-            renewed = await endpoints.renew_lease(endpoint_id, self.name, now + self.lease)
-            return settled_all and renewed and endpoint.enabled
+        deliveries = DeliveryRepository(session)
+        await deliveries.add_attempts([self._attempt_row(endpoint_id, d, o, now) for d, o in sent])
+        settled_all = await self._settle_successes(deliveries, sent, now)
+        for delivery, outcome in sent:
+            if outcome.success:
+                continue
+            values = self._outcome_values(delivery.attempts + 1, outcome, now)
+            if not await deliveries.settle(delivery.id, delivery.attempts, **values):
+                settled_all = False  # another sender settled it first
+        endpoint = await EndpointRepository(session).get(endpoint_id)
+        if endpoint is None:
+            return False
+        await self._track_health(session, endpoint, [o for _, o in sent], now)
+        return settled_all and endpoint.enabled
 
     async def _settle_successes(
         self,

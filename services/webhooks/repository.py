@@ -15,6 +15,12 @@ from shared.db import conflict_insert
 from shared.scheduler import claim
 
 PENDING, SUCCEEDED, FAILED, DROPPED = "pending", "succeeded", "failed", "dropped"
+# Set on a session that made deliveries due now; its commit wakes the dispatcher.
+NEW_DELIVERIES = "webhooks.new_deliveries"
+
+
+def note_new_deliveries(session: AsyncSession) -> None:
+    session.info[NEW_DELIVERIES] = True
 
 
 @dataclass(frozen=True)
@@ -138,12 +144,13 @@ class DeliveryRepository:
         """Insert deliveries; one already recorded for (endpoint, event) is left as it is."""
         if not rows:
             return
-        stmt = (
-            conflict_insert(self.session, WebhookDelivery.__table__)  # type: ignore[arg-type]
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=["endpoint_id", "event_id"])
-        )
-        await self.session.execute(stmt)
+        # Parameters, not a VALUES list: compiled once and cached, whatever the batch size.
+        stmt = conflict_insert(
+            self.session,
+            WebhookDelivery.__table__,  # type: ignore[arg-type]
+        ).on_conflict_do_nothing(index_elements=["endpoint_id", "event_id"])
+        await self.session.execute(stmt, rows)
+        note_new_deliveries(self.session)
 
     async def get(self, delivery_id: str) -> WebhookDelivery | None:
         return await self.session.scalar(
@@ -271,7 +278,10 @@ class DeliveryRepository:
         result = await self.session.execute(
             stmt.values(status=PENDING, attempts=0, next_attempt_at=now)
         )
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        replayed = int(result.rowcount)  # type: ignore[attr-defined]
+        if replayed:
+            note_new_deliveries(self.session)
+        return replayed
 
     async def purge_older_than(self, cutoff: datetime, batch: int) -> int:
         """Attempts and settled deliveries older than ``cutoff``, at most ``batch`` each."""

@@ -6,6 +6,7 @@ import base64
 import binascii
 import logging
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,6 +19,7 @@ from services.webhooks.repository import (
     PENDING,
     DeliveryRepository,
     EndpointRepository,
+    note_new_deliveries,
 )
 from services.webhooks.schemas import EndpointCreate, EndpointUpdate, pattern_matches
 from services.webhooks.settings import WebhooksSettings
@@ -229,6 +231,7 @@ class WebhookService:
         delivery = WebhookDelivery(**_delivery_row(endpoint.id, event, now))
         session.add(delivery)
         await session.flush()
+        note_new_deliveries(session)
         return delivery
 
     async def replay_range(
@@ -325,33 +328,29 @@ class WebhookService:
     # -- consuming ------------------------------------------------------------------------
 
     async def record_event(self, session: AsyncSession, event: CloudEvent) -> int:
-        """One pending delivery per matching endpoint; the dispatcher sends them later.
+        """One pending delivery per matching endpoint; the dispatcher sends them later."""
+        return await self.record_events(session, [event])
 
-        No HTTP here: this runs in the consumer's transaction.
+    async def record_events(self, session: AsyncSession, events: Sequence[CloudEvent]) -> int:
+        """The deliveries a run of events owes, in one INSERT (a consumer batch is one run).
+
+        No HTTP here: this runs in the consumer's transaction. The commit wakes the
+        dispatcher (``NEW_DELIVERIES``), so nothing waits for its next poll.
         """
         deliveries = DeliveryRepository(session)
-        if event.type == "member.erased":
-            await deliveries.purge_mentioning(str(event.data["member_id"]))
         endpoints = EndpointRepository(session)
-        community = event.data.get("community_id")
         now = utcnow()
         rows: list[dict[str, Any]] = []
-        payload: str | None = None
-        for endpoint in await _enabled_endpoints(session):
-            if not any(pattern_matches(p, event.type) for p in endpoint.event_types):
-                continue
-            # A community filter keeps that community's events only; platform-wide
-            # events (no community_id) are for unfiltered endpoints.
-            if endpoint.community_id and community != endpoint.community_id:
-                continue
-            if endpoint.owner_role == Role.PARTNER.value and not await _partner_may_hear(
-                endpoints, endpoint, event
-            ):
-                continue
-            payload = payload or event.to_json().decode()  # once per event, not per endpoint
-            rows.append(_delivery_row(endpoint.id, event, now, payload))
+        recorded = 0
+        for event in events:
+            if event.type == "member.erased":
+                # Deliveries recorded earlier in the run are purged too: written first.
+                await deliveries.add_many(rows)
+                recorded, rows = recorded + len(rows), []
+                await deliveries.purge_mentioning(str(event.data["member_id"]))
+            rows += await _rows_for(session, endpoints, event, now)
         await deliveries.add_many(rows)
-        return len(rows)
+        return recorded + len(rows)
 
     # -- checks ---------------------------------------------------------------------------
 
@@ -405,6 +404,28 @@ async def _enabled_endpoints(session: AsyncSession) -> list[WebhookEndpoint]:
     if cached is None:
         cached = session.info[ENABLED_CACHE] = await EndpointRepository(session).enabled()
     return cached
+
+
+async def _rows_for(
+    session: AsyncSession, endpoints: EndpointRepository, event: CloudEvent, now: datetime
+) -> list[dict[str, Any]]:
+    community = event.data.get("community_id")
+    rows: list[dict[str, Any]] = []
+    payload: str | None = None
+    for endpoint in await _enabled_endpoints(session):
+        if not any(pattern_matches(p, event.type) for p in endpoint.event_types):
+            continue
+        # A community filter keeps that community's events only; platform-wide
+        # events (no community_id) are for unfiltered endpoints.
+        if endpoint.community_id and community != endpoint.community_id:
+            continue
+        if endpoint.owner_role == Role.PARTNER.value and not await _partner_may_hear(
+            endpoints, endpoint, event
+        ):
+            continue
+        payload = payload or event.to_json().decode()  # once per event, not per endpoint
+        rows.append(_delivery_row(endpoint.id, event, now, payload))
+    return rows
 
 
 def _delivery_row(

@@ -32,7 +32,14 @@ class WebhooksSettings(ServiceSettings):
     connect_timeout_s: float = Field(5.0, gt=0)
     total_timeout_s: float = Field(15.0, gt=0, description="Whole request, connect to last byte.")
     resolve_timeout_s: float = Field(2.0, gt=0, description="DNS lookup at registration.")
-    dispatch_poll_interval_s: float = Field(0.1, gt=0)
+    dispatch_poll_interval_s: float = Field(
+        1.0,
+        gt=0,
+        description=(
+            "Dispatcher poll for retries coming due and other replicas' deliveries; a commit "
+            "that records deliveries in this process wakes it at once."
+        ),
+    )
     dispatch_concurrency: int = Field(
         64, ge=1, description="Endpoints served at once, each in its own task."
     )

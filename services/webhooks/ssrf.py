@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import select
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
 
 import httpcore
 import httpx
@@ -97,6 +100,65 @@ async def resolve(host: str, port: int, resolver: Resolver) -> list[str]:
         return await resolver(host, port)
 
 
+COALESCE_BYTES = 65536
+
+
+def is_socket_readable(sock: socket.socket | None) -> bool:
+    """Data or EOF waiting on an idle connection: the peer closed it or broke protocol."""
+    if sock is None or sock.fileno() < 0:
+        return True
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+class LeanStream(httpcore.AsyncNetworkStream):
+    """anyio's stream with two costs per request taken out.
+
+    httpcore asks ``get_extra_info("is_readable")`` before reusing a connection,
+    and anyio rebuilds its whole attribute mapping to answer: the socket is kept
+    here instead. And a request's head and body go out in one write (one send
+    call) when the response is first read, not one write each.
+    """
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+        self._inner = inner
+        self._socket: socket.socket | None = inner.get_extra_info("socket")
+        self._pending = b""
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+        if self._pending:
+            await self._flush(timeout)
+        return await self._inner.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        self._pending += buffer
+        if len(self._pending) >= COALESCE_BYTES:
+            await self._flush(timeout)
+
+    async def _flush(self, timeout: float | None) -> None:  # noqa: ASYNC109
+        pending, self._pending = self._pending, b""
+        await self._inner.write(pending, timeout)
+
+    async def aclose(self) -> None:
+        self._pending = b""
+        await self._inner.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+    ) -> httpcore.AsyncNetworkStream:
+        assert not self._pending  # the handshake comes before any request
+        return LeanStream(await self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable":
+            return is_socket_readable(self._socket)
+        return self._inner.get_extra_info(info)
+
+
 class GuardedBackend(httpcore.AsyncNetworkBackend):
     """Resolves once, checks every address, then connects to a checked address only."""
 
@@ -124,13 +186,14 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         error: Exception | None = None
         for address in addresses:
             try:
-                return await self._inner.connect_tcp(
+                stream = await self._inner.connect_tcp(
                     address,
                     port,
                     timeout=timeout,
                     local_address=local_address,
                     socket_options=socket_options,
                 )
+                return LeanStream(stream)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 error = exc
         assert error is not None
@@ -148,6 +211,27 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
+def guarded_pool(
+    policy: TargetPolicy,
+    *,
+    resolver: Resolver = system_resolver,
+    max_connections: int | None = 200,
+    max_keepalive_connections: int | None = 50,
+    keepalive_expiry_s: float | None = 5.0,
+) -> httpcore.AsyncConnectionPool:
+    """Keep-alive connections per origin, every new one through a ``GuardedBackend``.
+
+    A reused connection was checked when it was opened; a new one is checked again.
+    """
+    return httpcore.AsyncConnectionPool(
+        ssl_context=httpx.create_ssl_context(trust_env=False),
+        max_connections=max_connections,
+        max_keepalive_connections=max_keepalive_connections,
+        keepalive_expiry=keepalive_expiry_s,
+        network_backend=GuardedBackend(policy, resolver),
+    )
+
+
 class GuardedTransport(httpx.AsyncHTTPTransport):
     """httpx's transport over a ``GuardedBackend``; no proxies from the environment."""
 
@@ -160,12 +244,12 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
     ) -> None:
         super().__init__(trust_env=False)
         limits = limits or httpx.Limits(max_connections=200, max_keepalive_connections=50)
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
+        self._pool = guarded_pool(
+            policy,
+            resolver=resolver,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=GuardedBackend(policy, resolver),
+            keepalive_expiry_s=limits.keepalive_expiry,
         )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:

@@ -23,6 +23,7 @@ from services.webhooks.app import create_app
 from services.webhooks.dispatcher import Dispatcher
 from services.webhooks.service import webhook_service
 from services.webhooks.settings import WebhooksSettings
+from services.webhooks.ssrf import Resolver, system_resolver
 from shared.app import ServiceRuntime
 from shared.auth import Role
 from shared.broker import free_port
@@ -164,10 +165,18 @@ class Webhooks:
 
     async def publish(self, type_: str, data: dict[str, Any], subject: str = "s") -> CloudEvent:
         """What the consumer does with an event from the bus, in one transaction."""
-        event = CloudEvent(source="/services/test", type=type_, subject=subject, data=data)
-        async with self.runtime.db.session() as session:
-            await webhook_service.record_event(session, event)
+        [event] = await self.publish_run([(type_, data, subject)])
         return event
+
+    async def publish_run(self, events: list[tuple[str, dict[str, Any], str]]) -> list[CloudEvent]:
+        """What the consumer does with a batch from the bus: one run, one transaction."""
+        run = [
+            CloudEvent(source="/services/test", type=type_, subject=subject, data=data)
+            for type_, data, subject in events
+        ]
+        async with self.runtime.db.session() as session:
+            await webhook_service.record_events(session, run)
+        return run
 
     async def deliveries(self, **params: Any) -> list[dict[str, Any]]:
         response = await self.client.get("/v1/webhooks/deliveries", params=params, headers=OPERATOR)
@@ -189,7 +198,10 @@ async def webhooks(databases: Databases) -> AsyncIterator[Webhooks]:
 
 
 class make_webhooks:
-    def __init__(self, database_url: str, **overrides: Any) -> None:
+    def __init__(
+        self, database_url: str, *, resolver: Resolver = system_resolver, **overrides: Any
+    ) -> None:
+        self.resolver = resolver
         self.settings = webhooks_settings(database_url, **overrides)
         self.app = create_app(self.settings, run_background=False)
         self._running = running(self.app)
@@ -199,7 +211,12 @@ class make_webhooks:
         client = await self._running.__aenter__()
         runtime: ServiceRuntime = self.app.state.runtime
         self.dispatcher = Dispatcher(
-            runtime.db, self.settings, clock=self.clock, rng=lambda: 0.0, name="test-dispatcher"
+            runtime.db,
+            self.settings,
+            resolver=self.resolver,
+            clock=self.clock,
+            rng=lambda: 0.0,
+            name="test-dispatcher",
         )
         return Webhooks(self.app, client, self.clock, self.dispatcher)
 

@@ -149,3 +149,63 @@ async def test_an_event_from_the_bus_reaches_a_partner_signed(
     [got] = receiver.at("/bus")
     assert got.headers["webhook-id"] == event.id
     assert verify_standard_webhook(secret, got)
+
+
+async def test_a_run_of_events_is_recorded_in_order_with_an_erasure_inside_it(
+    webhooks: Webhooks,
+) -> None:
+    await webhooks.endpoint(PUBLIC)
+    erased, kept = "0b7c4a0e-0000-4000-8000-000000000003", "0b7c4a0e-0000-4000-8000-000000000004"
+    await webhooks.publish_run(
+        [
+            ("member.registered", {"member_id": erased, "nickname": "Ann"}, erased),
+            ("member.erased", {"member_id": erased, "erased_at": "2026-01-01"}, erased),
+            ("member.registered", {"member_id": kept, "nickname": "Bo"}, kept),
+        ]
+    )
+    rows = {d["event_type"] + ":" + d["status"]: d for d in await webhooks.deliveries()}
+    assert set(rows) == {
+        "member.registered:dropped",
+        "member.erased:pending",
+        "member.registered:pending",
+    }
+    assert rows["member.registered:dropped"]["payload_purged"] is True
+    assert rows["member.registered:pending"]["payload_purged"] is False
+    assert "Ann" not in str(await payloads(webhooks))
+
+
+async def test_a_burst_from_the_bus_reaches_the_partner_in_order_without_polling(
+    databases: Databases, broker: LocalBroker, receiver: Receiver
+) -> None:
+    settings = settings_for(
+        WebhooksSettings,
+        broker,
+        await databases.new("webhooks"),
+        allow_private_targets=True,
+        dispatch_poll_interval_s=3600.0,  # only commits wake the dispatcher
+    )
+    app = create_app(settings)
+    async with running(app) as client:
+        response = await client.post(
+            "/v1/webhooks/endpoints",
+            json={"url": receiver.url("/burst"), "event_types": ["member.registered"]},
+            headers=OPERATOR,
+        )
+        assert response.status_code == 201, response.text
+        async with app.state.runtime.db.session() as session:
+            sent = [
+                await add_event(
+                    session,
+                    MemberRegistered(
+                        member_id="m-burst",
+                        nickname=f"Ann {n}",
+                        channel="web",
+                        registered_at=utcnow(),
+                    ),
+                    subject="m-burst",
+                    source="/services/members",
+                )
+                for n in range(20)
+            ]
+        await eventually(lambda: len(receiver.at("/burst")) >= len(sent), timeout_s=30)
+    assert [r.headers["webhook-id"] for r in receiver.at("/burst")] == [e.id for e in sent]

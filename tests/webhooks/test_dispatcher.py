@@ -397,3 +397,82 @@ async def test_a_test_event_is_sent_on_request(webhooks: Webhooks, receiver: Rec
     [got] = receiver.at("/hook")
     assert got.event["type"] == "webhook.test"
     assert verify_standard_webhook(endpoint["secret"], got)
+
+
+async def test_a_commit_that_records_deliveries_wakes_the_running_dispatcher(
+    databases: Databases, receiver: Receiver
+) -> None:
+    url = await databases.new("webhooks")
+    # Polling alone would take an hour: only the commit's wake-up delivers within the wait.
+    async with make_webhooks(url, dispatch_poll_interval_s=3600.0) as webhooks:
+        await webhooks.endpoint(receiver.url("/woken"))
+        loop = asyncio.create_task(webhooks.dispatcher.run_forever())
+        try:
+            first = await webhooks.publish("member.registered", member(1))
+            await eventually(lambda: len(receiver.at("/woken")) == 1, timeout_s=10)
+            second = await webhooks.publish("member.registered", member(2))
+            await eventually(lambda: len(receiver.at("/woken")) == 2, timeout_s=10)
+
+            async def all_settled() -> bool:
+                return {d["status"] for d in await webhooks.deliveries()} == {"succeeded"}
+
+            await eventually(all_settled, timeout_s=10)
+        finally:
+            loop.cancel()
+            await asyncio.gather(loop, return_exceptions=True)
+    assert [r.headers["webhook-id"] for r in receiver.at("/woken")] == [first.id, second.id]
+
+
+async def test_deliveries_recorded_while_an_endpoint_is_served_go_out_in_the_same_turn(
+    webhooks: Webhooks, receiver: Receiver
+) -> None:
+    later: list[str] = []
+
+    async def records_another(received: Received) -> Response:
+        if received.event["subject"] == "first":
+            later.append((await webhooks.publish("member.registered", member(2), "then")).id)
+        return Response("ok")
+
+    receiver.behaviours["/busy"] = records_another
+    await webhooks.endpoint(receiver.url("/busy"))
+    first = await webhooks.publish("member.registered", member(1), subject="first")
+    assert await webhooks.dispatcher.run_once() == 2
+    assert [r.headers["webhook-id"] for r in receiver.at("/busy")] == [first.id, *later]
+    assert [d["status"] for d in await webhooks.deliveries()] == ["succeeded"] * 2
+
+
+async def test_a_kept_alive_connection_the_partner_closed_is_not_reused(
+    webhooks: Webhooks,
+) -> None:
+    """The partner answers, then drops the idle connection (as on its keep-alive timeout)."""
+    connections: list[int] = []
+    closed = asyncio.Event()
+
+    async def answer_once_then_hang_up(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        connections.append(len(connections))
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":", 1)[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        await reader.readexactly(length)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+        closed.set()
+
+    server = await asyncio.start_server(answer_once_then_hang_up, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        await webhooks.endpoint(f"http://127.0.0.1:{port}/hook")
+        await webhooks.publish("member.registered", member(1))
+        assert await webhooks.dispatcher.run_once() == 1
+        await asyncio.wait_for(closed.wait(), 10)
+        await webhooks.publish("member.registered", member(2))
+        assert await webhooks.dispatcher.run_once() == 1
+    assert len(connections) == 2
+    assert [d["status"] for d in await webhooks.deliveries()] == ["succeeded"] * 2
