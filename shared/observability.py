@@ -23,6 +23,8 @@ event_id_var: ContextVar[str | None] = ContextVar("event_id", default=None)
 traceparent_var: ContextVar[str | None] = ContextVar("traceparent", default=None)
 
 REQUEST_ID_HEADER = "x-request-id"
+# ASGI servers hand header names over lower-cased (the ASGI spec requires it).
+_REQUEST_ID_KEY = REQUEST_ID_HEADER.encode()
 
 HTTP_LATENCY = Histogram(
     "http_request_duration_seconds",
@@ -111,12 +113,17 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-        request_id = headers.get(REQUEST_ID_HEADER) or str(uuid.uuid4())
+        incoming_id = parent = None
+        for key, value in scope["headers"]:
+            if key == _REQUEST_ID_KEY:
+                incoming_id = value.decode("latin-1")
+            elif key == b"traceparent":
+                parent = value.decode("latin-1")
+        request_id = incoming_id or str(uuid.uuid4())
         if len(request_id) > 200:
             request_id = str(uuid.uuid4())
         rid_token = request_id_var.set(request_id)
-        tp_token = traceparent_var.set(new_traceparent(headers.get("traceparent")))
+        tp_token = traceparent_var.set(new_traceparent(parent))
         started = time.perf_counter()
         status = 500
 

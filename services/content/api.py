@@ -80,8 +80,7 @@ async def community_feed(
         encode_cursor(posts[-1].published_at, posts[-1].id) if len(posts) == limit else None
     )
     return PostPage(
-        items=[await post_service.to_read(session, principal, p) for p in posts],
-        next_cursor=next_cursor,
+        items=await post_service.to_reads(session, principal, posts), next_cursor=next_cursor
     )
 
 
@@ -98,9 +97,7 @@ async def content_calendar(
     For operators and the community's moderators.
     """
     posts = await post_service.calendar(session, principal, community_id, from_, to)
-    return PostPage(
-        items=[await post_service.to_read(session, principal, p) for p in posts], next_cursor=None
-    )
+    return PostPage(items=await post_service.to_reads(session, principal, posts), next_cursor=None)
 
 
 @router.get("/{post_id}", response_model=PostRead)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -308,10 +309,14 @@ class PostService:
         cursor: str | None,
         limit: int,
     ) -> list[Post]:
-        await self.community(session, community_id)
-        return await PostRepository(session).feed(
+        posts = await PostRepository(session).feed(
             community_id, [PostStatus.PUBLISHED.value], cursor, limit
         )
+        if not posts:
+            # Posts exist only in known communities (and content never deletes one), so only
+            # an empty page needs the lookup that tells "no posts" from "no such community".
+            await self.community(session, community_id)
+        return posts
 
     async def calendar(
         self,
@@ -350,11 +355,36 @@ class PostService:
             published += 1
         return published
 
+    async def to_reads(
+        self, session: AsyncSession, principal: Principal, posts: Sequence[Post]
+    ) -> list[PostRead]:
+        """Several posts for one reader: whether they moderate is asked once per community."""
+        moderates: dict[str, bool] = {}
+        reads = []
+        for post in posts:
+            if (
+                post.type == PostType.QUIZ.value
+                and post.author_id != principal.subject
+                and post.community_id not in moderates
+            ):
+                moderates[post.community_id] = await may_moderate(
+                    session, principal, post.community_id
+                )
+            reads.append(self._read(principal, post, moderates.get(post.community_id, False)))
+        return reads
+
     async def to_read(self, session: AsyncSession, principal: Principal, post: Post) -> PostRead:
+        moderates = (
+            post.type == PostType.QUIZ.value
+            and post.author_id != principal.subject
+            and await may_moderate(session, principal, post.community_id)
+        )
+        return self._read(principal, post, moderates)
+
+    def _read(self, principal: Principal, post: Post, moderates: bool) -> PostRead:
         payload = post.payload
         if post.type == PostType.QUIZ.value and not (
-            post.author_id == principal.subject
-            or await may_moderate(session, principal, post.community_id)
+            post.author_id == principal.subject or moderates
         ):
             # Readers see the questions, not the answers; results come after answering.
             payload = {

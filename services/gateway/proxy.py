@@ -1,7 +1,8 @@
 """Routing public paths to services: who is calling, how often, and where it goes.
 
 Every request is admitted once (credential checked, rate limit counted), then
-proxied over a pooled httpx client with bodies streamed both ways. The service
+proxied over keep-alive connections (``upstream.UpstreamTransport``): bodies up to
+``BUFFER_MAX_BYTES`` are passed whole, larger ones streamed both ways. The service
 receives a bearer JWT it verifies itself: the caller's own, or for API keys a
 short-lived one minted here.
 """
@@ -9,6 +10,7 @@ short-lived one minted here.
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import httpx
@@ -19,6 +21,7 @@ from starlette.responses import Response, StreamingResponse
 from services.gateway.ratelimit import RateLimiter
 from services.gateway.service import gateway_service
 from services.gateway.settings import UPSTREAMS, GatewaySettings
+from services.gateway.upstream import UpstreamTransport
 from shared.app import ServiceRuntime
 from shared.auth import API_KEY_PREFIX, Principal, Role, bearer_token
 from shared.errors import DomainError, NotFound, RateLimited, ServiceUnavailable, Unauthorized
@@ -68,6 +71,7 @@ HOP_BY_HOP = frozenset(
         "host",
     }
 )
+HOP_BY_HOP_RAW = frozenset(h.encode() for h in HOP_BY_HOP)
 # Headers the gateway sets itself; what a client sends under these names is dropped.
 GATEWAY_SETS = frozenset(
     {
@@ -82,10 +86,55 @@ GATEWAY_SETS = frozenset(
     }
 )
 PARTNER_TOKEN_TTL = timedelta(minutes=5)
+# Idle upstream connections are dropped before uvicorn's own 5 s keep-alive closes them, so a
+# request rarely goes out on a connection the service is closing.
+KEEPALIVE_EXPIRY_S = 2.0
+# Bodies up to this size are read whole instead of streamed: streaming costs a task group per
+# response, which for the typical few-kB JSON reply is most of the proxy's own CPU.
+BUFFER_MAX_BYTES = 256 * 1024
 
 
 class GatewayTimeout(DomainError):
     status, code, title = 504, "upstream-timeout", "Upstream timed out"
+
+
+def _small_length(header: str | None) -> int | None:
+    """A declared body length small enough to hold in memory, else None."""
+    if header is None or not header.isdigit():
+        return None
+    length = int(header)
+    return length if length <= BUFFER_MAX_BYTES else None
+
+
+class _Relayed(Response):
+    """An upstream reply passed on as received: raw headers, no re-encoding."""
+
+    def __init__(
+        self, body: bytes, status_code: int, raw_headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        self.status_code = status_code
+        self.body = body
+        self.background = None
+        self.raw_headers = raw_headers
+
+
+async def _buffered(upstream: httpx.Response, service: str) -> Response:
+    """A small upstream reply read whole: no streaming machinery for a 2 kB JSON body."""
+    try:
+        # Raw bytes: the client gets the body exactly as encoded, like the streamed path.
+        body = b"".join([chunk async for chunk in upstream.aiter_raw()])
+    except httpx.TimeoutException as exc:
+        raise GatewayTimeout(f"The {service} service did not answer in time") from exc
+    except (httpx.RemoteProtocolError, httpx.NetworkError) as exc:
+        raise ServiceUnavailable(f"The {service} service closed the connection") from exc
+    finally:
+        await upstream.aclose()
+    headers = [
+        (name, value)
+        for name, value in ((k.lower(), v) for k, v in upstream.headers.raw)
+        if name not in HOP_BY_HOP_RAW
+    ]
+    return _Relayed(body, upstream.status_code, headers)
 
 
 def service_for(path: str) -> str | None:
@@ -106,14 +155,11 @@ class Gateway:
             connect=settings.upstream_connect_timeout_s,
             pool=settings.upstream_connect_timeout_s,
         )
-        # Idle upstream connections are dropped before uvicorn's own 5 s keep-alive closes
-        # them, so a request never goes out on a connection the service is closing (a 503).
-        limits = httpx.Limits(
-            max_connections=200, max_keepalive_connections=50, keepalive_expiry=2.0
-        )
         self.clients = {
             name: httpx.AsyncClient(
-                base_url=settings.upstream_url(name), timeout=timeout, limits=limits
+                base_url=settings.upstream_url(name),
+                timeout=timeout,
+                transport=UpstreamTransport(keepalive_expiry_s=KEEPALIVE_EXPIRY_S),
             )
             for name in UPSTREAMS
         }
@@ -229,7 +275,12 @@ class Gateway:
             headers.append(
                 ("authorization", f"Bearer {self.forwarded_token(request, principal, runtime)}")
             )
-        has_body = "content-length" in request.headers or "transfer-encoding" in request.headers
+        length = _small_length(request.headers.get("content-length"))
+        content: bytes | AsyncIterator[bytes] | None = None
+        if length is not None and "transfer-encoding" not in request.headers:
+            content = await request.body()
+        elif "content-length" in request.headers or "transfer-encoding" in request.headers:
+            content = request.stream()
         client = self.clients[service]
         # The path as the client encoded it: decoded, a %1F would be an invalid URL upstream.
         raw_path = (request.scope.get("raw_path") or path.encode()).split(b"?", 1)[0]
@@ -238,10 +289,13 @@ class Gateway:
             httpx.URL(raw_path.decode("ascii", "replace")),
             params=request.url.query,
             headers=headers,
-            content=request.stream() if has_body else None,
+            content=content,
         )
+        # Straight to the client's transport (its pool, or whatever a test mounted): the client's
+        # own send() adds a cookie jar the gateway must not keep and a third of the proxy's CPU.
+        transport = client._transport_for_url(upstream_request.url)
         try:
-            upstream = await client.send(upstream_request, stream=True)
+            upstream = await transport.handle_async_request(upstream_request)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             error = ServiceUnavailable(f"The {service} service is not reachable right now")
             error.headers["Retry-After"] = "1"
@@ -251,6 +305,8 @@ class Gateway:
         except (httpx.RemoteProtocolError, httpx.NetworkError) as exc:
             # An upstream that dies mid-request resets the connection (ReadError/WriteError).
             raise ServiceUnavailable(f"The {service} service closed the connection") from exc
+        if _small_length(upstream.headers.get("content-length")) is not None:
+            return await _buffered(upstream, service)
         response_headers = {
             k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP
         }

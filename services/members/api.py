@@ -44,7 +44,7 @@ from shared.pagination import Cursor, Limit, decode_cursor, encode_cursor
 from shared.web import SessionDep, TransactionalRoute
 
 
-def get_member_service(request: Request) -> MemberService:
+async def get_member_service(request: Request) -> MemberService:  # async: no thread-pool hop
     service: MemberService = request.app.state.member_service
     return service
 

@@ -7,7 +7,7 @@ from datetime import date, datetime
 
 from sqlalchemy import ColumnElement, and_, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import aliased, joinedload
 
 from services.members.models import Community, Member, Membership, ReferralDay, Segment
 from shared.db import conflict_insert
@@ -23,7 +23,8 @@ class MemberRepository:
         if for_update:
             stmt = select(Member).where(Member.id == member_id).with_for_update()
             return (await self.session.scalars(stmt)).first()
-        return await self.session.get(Member, member_id)
+        # One statement instead of the relationship's default selectin second query.
+        return await self.session.get(Member, member_id, options=[joinedload(Member.interest_rows)])
 
     async def by_lookup(self, lookup: str) -> Member | None:
         stmt = select(Member).where(

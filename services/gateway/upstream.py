@@ -1,0 +1,292 @@
+"""The gateway's connections to the services: keep-alive HTTP/1.1 as an httpx transport.
+
+httpx's default transport (httpcore, h11, anyio) spent over a third of the gateway's CPU
+per proxied request: a readability syscall per pooled connection on every checkout,
+pure-Python HTTP parsing and several layers of stream wrappers. This transport keeps
+what the proxy needs: a LIFO pool of idle connections per service, the response parsed
+by httptools (the parser uvicorn uses), bodies streamed with back-pressure, and the same
+httpx exceptions and timeouts, so callers and tests see an ordinary ``httpx.AsyncClient``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import cast
+
+import httptools
+import httpx
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Stop reading from the socket while this much body waits for the client to take it.
+HIGH_WATER_BYTES = 1024 * 1024
+
+
+class _Connection(asyncio.Protocol):
+    """One connection to a service; one request at a time."""
+
+    def __init__(self, address: tuple[str, int]) -> None:
+        self.address = address
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.closed = False
+        self.idle_since = 0.0
+        self._reset()
+
+    def _reset(self) -> None:
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.head: asyncio.Future[None] | None = None
+        self.chunks: deque[bytes] = deque()
+        self.buffered = 0
+        self.complete = False
+        self.error: Exception | None = None
+        self.wakeup: asyncio.Future[None] | None = None
+        self.paused = False
+
+    def begin(self) -> None:
+        self._reset()
+        self.head = asyncio.get_running_loop().create_future()
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if not self.complete:
+            self._fail(httpx.RemoteProtocolError("the service closed the connection"))
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(httpx.RemoteProtocolError(f"invalid response: {exc}"))
+            self.close()
+
+    # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        if self.parser.get_status_code() < 200:
+            self.headers = []  # an interim reply (100 Continue): the real one follows
+            return
+        if self.head is not None and not self.head.done():
+            self.head.set_result(None)
+
+    def on_body(self, body: bytes) -> None:
+        self.chunks.append(body)
+        self.buffered += len(body)
+        if self.buffered > HIGH_WATER_BYTES and not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        if self.parser.get_status_code() < 200:
+            return
+        self.complete = True
+        if not self.parser.should_keep_alive():
+            self.close()
+        self._wake()
+
+    # helpers
+    def _fail(self, error: Exception) -> None:
+        if self.error is None:
+            self.error = error
+        if self.head is not None and not self.head.done():
+            self.head.set_exception(error)
+        self._wake()
+
+    def _wake(self) -> None:
+        if self.wakeup is not None and not self.wakeup.done():
+            self.wakeup.set_result(None)
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    async def next_chunk(self, timeout_s: float | None) -> bytes | None:
+        """The next piece of body, or None at its end."""
+        while not self.chunks:
+            if self.complete:
+                return None
+            if self.error is not None:
+                raise self.error
+            self.wakeup = asyncio.get_running_loop().create_future()
+            try:
+                async with asyncio.timeout(timeout_s):
+                    await self.wakeup
+            except TimeoutError:
+                raise httpx.ReadTimeout("the service did not send the body in time") from None
+            finally:
+                self.wakeup = None
+        chunk = self.chunks.popleft()
+        self.buffered -= len(chunk)
+        if self.paused and self.buffered <= HIGH_WATER_BYTES // 2 and self.transport is not None:
+            self.paused = False
+            self.transport.resume_reading()
+        return chunk
+
+
+class _Body(httpx.AsyncByteStream):
+    def __init__(self, pool: UpstreamTransport, conn: _Connection, read_s: float | None) -> None:
+        self._pool = pool
+        self._conn: _Connection | None = conn
+        self._read_s = read_s
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        conn = self._conn
+        if conn is None:
+            return
+        while (chunk := await conn.next_chunk(self._read_s)) is not None:
+            yield chunk
+
+    async def aclose(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            self._pool.release(conn)
+
+
+def _timeouts(request: httpx.Request) -> tuple[float | None, float | None]:
+    timeout = request.extensions.get("timeout") or {}
+    return timeout.get("connect"), timeout.get("read")
+
+
+class UpstreamTransport(httpx.AsyncBaseTransport):
+    """Pools of keep-alive connections, one per ``host:port``.
+
+    Idle connections are dropped after ``keepalive_expiry_s``, before uvicorn's own 5 s
+    keep-alive closes them, so a request rarely goes out on a connection being closed; a
+    reused connection found closed is retried once on a new one for safe methods.
+    """
+
+    def __init__(self, *, max_idle: int = 50, keepalive_expiry_s: float = 2.0) -> None:
+        self._idle: dict[tuple[str, int], list[_Connection]] = {}
+        self._max_idle = max_idle
+        self._keepalive_s = keepalive_expiry_s
+        self._open: set[_Connection] = set()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        connect_s, read_s = _timeouts(request)
+        url = request.url
+        address = (url.host, url.port or (443 if url.scheme == "https" else 80))
+        if url.scheme != "http":
+            raise httpx.UnsupportedProtocol("the gateway reaches services over plain http")
+        conn, reused = await self._checkout(address, connect_s)
+        try:
+            return await self._exchange(conn, request, read_s)
+        except httpx.RemoteProtocolError:
+            # A reused connection the service closed just now: once more on a fresh one, for
+            # safe methods only (a POST the service did act on must not run twice).
+            if not (reused and request.method in SAFE_METHODS):
+                raise
+        conn, _ = await self._checkout(address, connect_s, fresh=True)
+        return await self._exchange(conn, request, read_s)
+
+    async def _checkout(
+        self, address: tuple[str, int], connect_s: float | None, *, fresh: bool = False
+    ) -> tuple[_Connection, bool]:
+        idle = self._idle.get(address)
+        now = time.monotonic()
+        while idle and not fresh:
+            conn = idle.pop()
+            if not conn.closed and now - conn.idle_since < self._keepalive_s:
+                return conn, True
+            conn.close()
+            self._open.discard(conn)
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(connect_s):
+                _, conn = await loop.create_connection(lambda: _Connection(address), *address)
+        except TimeoutError:
+            raise httpx.ConnectTimeout(f"connecting to {address[0]}:{address[1]}") from None
+        except OSError as exc:
+            raise httpx.ConnectError(str(exc)) from exc
+        self._open.add(conn)
+        return conn, False
+
+    async def _exchange(
+        self, conn: _Connection, request: httpx.Request, read_s: float | None
+    ) -> httpx.Response:
+        assert conn.transport is not None
+        conn.begin()
+        if conn.closed:
+            self._open.discard(conn)
+            raise httpx.RemoteProtocolError("the service closed the connection")
+        chunked = request.headers.get("transfer-encoding", "").lower() == "chunked"
+        head = [request.method.encode(), b" ", request.url.raw_path, b" HTTP/1.1\r\n"]
+        if "host" not in request.headers:
+            head.append(b"host: " + request.url.netloc + b"\r\n")
+        for name, value in request.headers.raw:
+            head += (name, b": ", value, b"\r\n")
+        head.append(b"\r\n")
+        conn.transport.write(b"".join(head))
+        try:
+            await self._send_body(conn, request.stream, chunked)
+            if conn.head is None:
+                raise httpx.RemoteProtocolError("no response")
+            async with asyncio.timeout(read_s):
+                await conn.head
+        except TimeoutError:
+            conn.close()
+            self._open.discard(conn)
+            raise httpx.ReadTimeout("the service did not answer in time") from None
+        except BaseException:
+            conn.close()
+            self._open.discard(conn)
+            raise
+        if request.method == "HEAD":
+            # The parser cannot know a HEAD reply has no body: the connection is not reused.
+            conn.complete = True
+            conn.close()
+        return httpx.Response(
+            conn.parser.get_status_code(),
+            headers=conn.headers,
+            stream=_Body(self, conn, read_s),
+            extensions={"http_version": b"HTTP/1.1"},
+        )
+
+    async def _send_body(self, conn: _Connection, stream: object, chunked: bool) -> None:
+        assert conn.transport is not None
+        if isinstance(stream, httpx.ByteStream):
+            for chunk in stream:
+                self._write(conn, chunk, chunked)
+        elif isinstance(stream, httpx.AsyncByteStream):
+            async for chunk in stream:
+                self._write(conn, chunk, chunked)
+        if chunked:
+            conn.transport.write(b"0\r\n\r\n")
+
+    @staticmethod
+    def _write(conn: _Connection, chunk: bytes, chunked: bool) -> None:
+        # Bodies are bounded by the gateway's own body-size limit, so the socket buffer may hold
+        # a whole one; no write back-pressure needed.
+        assert conn.transport is not None
+        if not chunk:
+            return
+        if chunked:
+            conn.transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        else:
+            conn.transport.write(chunk)
+
+    def release(self, conn: _Connection) -> None:
+        """Back to the pool when its response was read to the end, else closed."""
+        if conn.complete and not conn.closed and conn.error is None:
+            idle = self._idle.setdefault(conn.address, [])
+            if len(idle) < self._max_idle:
+                conn.idle_since = time.monotonic()
+                idle.append(conn)
+                return
+        conn.close()
+        self._open.discard(conn)
+
+    async def aclose(self) -> None:
+        for conn in list(self._open):
+            conn.close()
+        self._open.clear()
+        self._idle.clear()
