@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import struct
 import time
 import zlib
 from collections.abc import Iterable, Sequence
@@ -25,7 +27,20 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
-from sqlalchemy import delete, func, insert, select, update
+from aiokafka.producer.message_accumulator import BatchBuilder
+from sqlalchemy import (
+    JSON,
+    Text,
+    TypeDecorator,
+    bindparam,
+    cast,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.bus import (
@@ -68,6 +83,7 @@ async def add_events(
     headers = {"content-type": CONTENT_TYPE}
     if traceparent:
         headers["traceparent"] = traceparent
+    headers_json = json.dumps(headers)  # once for every row, not once per row
     events: list[CloudEvent] = []
     rows: list[dict[str, object]] = []
     for data, subject in items:
@@ -89,14 +105,66 @@ async def add_events(
                 "key": subject,
                 "type": spec.name,
                 "payload": event.to_json().decode(),
-                "headers": headers,
+                "headers": headers_json,
                 "created_at": event.time,
             }
         )
     if rows:
-        await session.execute(insert(outbox_table), rows)
+        await session.execute(INSERT_EVENTS, rows)
         session.info["outbox_dirty"] = True
     return events
+
+
+class JsonText(TypeDecorator[str]):
+    """A JSON column value that is already JSON text: bound as it is, not serialised again."""
+
+    impl = JSON
+    cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> None:
+        return None
+
+
+INSERT_EVENTS = insert(outbox_table).values(headers=bindparam("headers", type_=JsonText()))
+
+
+PENDING_COUNT_INTERVAL_S = 1.0
+MARK_SENT = (
+    update(outbox_table)
+    .where(outbox_table.c.id.in_(bindparam("ids", expanding=True)))
+    .values(sent_at=bindparam("now"), attempts=outbox_table.c.attempts + 1)
+)
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 (``Utils.murmur2``), as aiokafka's but reading four bytes at a time.
+
+    The relay hashes every key it sends; aiokafka's byte-by-byte version was a
+    third of the relay's time.
+    """
+    m = 0x5BD1E995
+    length = len(data)
+    h = 0x9747B28C ^ length
+    words = length >> 2
+    for k in struct.unpack_from(f"<{words}I", data):
+        k = (k * m) & 0xFFFFFFFF
+        k = ((k ^ (k >> 24)) * m) & 0xFFFFFFFF
+        h = ((h * m) & 0xFFFFFFFF) ^ k
+    tail = length & 3
+    if tail:
+        base = words << 2
+        if tail == 3:
+            h ^= data[base + 2] << 16
+        if tail >= 2:
+            h ^= data[base + 1] << 8
+        h = ((h ^ data[base]) * m) & 0xFFFFFFFF
+    h = ((h ^ (h >> 13)) * m) & 0xFFFFFFFF
+    return h ^ (h >> 15)
+
+
+def partition_for(key: bytes, partitions: list[int]) -> int:
+    """The partition Kafka's default partitioner picks for ``key`` (Java clients agree)."""
+    return partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
 
 
 class OutboxRelay:
@@ -115,6 +183,22 @@ class OutboxRelay:
         self._producer: AIOKafkaProducer | None = None
         self._failures = 0
         self._probed_at = 0.0
+        self._counted_at = 0.0
+        # Built once: constructing the statements cost more than running them.
+        self._pending_rows = (
+            select(
+                outbox_table.c.id,
+                outbox_table.c.topic,
+                outbox_table.c.key,
+                outbox_table.c.payload,
+                # Text, decoded once per distinct value: a batch's rows share their headers.
+                cast(outbox_table.c.headers, Text).label("headers"),
+                outbox_table.c.created_at,
+            )
+            .where(outbox_table.c.sent_at.is_(None))
+            .order_by(outbox_table.c.id)
+            .limit(settings.relay_batch_size)
+        )
         db.on_commit(self._wake.set)
 
     def wake(self) -> None:
@@ -167,21 +251,7 @@ class OutboxRelay:
                 )
                 if not locked:
                     return 0
-            rows = (
-                await session.execute(
-                    select(
-                        outbox_table.c.id,
-                        outbox_table.c.topic,
-                        outbox_table.c.key,
-                        outbox_table.c.payload,
-                        outbox_table.c.headers,
-                        outbox_table.c.created_at,
-                    )
-                    .where(outbox_table.c.sent_at.is_(None))
-                    .order_by(outbox_table.c.id)
-                    .limit(self.settings.relay_batch_size)
-                )
-            ).all()
+            rows = (await session.execute(self._pending_rows)).all()
             if not rows:
                 OUTBOX_PENDING.labels(self.service).set(0)
                 OUTBOX_LAG.labels(self.service).set(0)
@@ -190,11 +260,7 @@ class OutboxRelay:
             OUTBOX_LAG.labels(self.service).set((utcnow() - oldest).total_seconds())
             sent_ids, error = await self._send(rows)
             if sent_ids:
-                await session.execute(
-                    update(outbox_table)
-                    .where(outbox_table.c.id.in_(sent_ids))
-                    .values(sent_at=utcnow(), attempts=outbox_table.c.attempts + 1)
-                )
+                await session.execute(MARK_SENT, {"ids": sent_ids, "now": utcnow()})
             if error is not None:
                 failed = rows[len(sent_ids)].id
                 await session.execute(
@@ -202,41 +268,77 @@ class OutboxRelay:
                     .where(outbox_table.c.id == failed)
                     .values(attempts=outbox_table.c.attempts + 1, last_error=repr(error)[:2000])
                 )
-            pending: int | None = 0  # the backlog fitted in this batch: no count query
-            if error is not None or len(rows) >= self.settings.relay_batch_size:
-                # Counted after marking, inside this transaction.
+            if len(rows) < self.settings.relay_batch_size and error is None:
+                OUTBOX_PENDING.labels(self.service).set(0)  # the backlog fitted in this batch
+            elif time.monotonic() - self._counted_at > PENDING_COUNT_INTERVAL_S:
+                # Counted after marking, inside this transaction; while a backlog drains,
+                # at most once a second rather than once a batch.
+                self._counted_at = time.monotonic()
                 pending = await session.scalar(
                     select(func.count())
                     .select_from(outbox_table)
                     .where(outbox_table.c.sent_at.is_(None))
                 )
-            OUTBOX_PENDING.labels(self.service).set(pending or 0)
+                OUTBOX_PENDING.labels(self.service).set(pending or 0)
         OUTBOX_PUBLISHED.labels(self.service).inc(len(sent_ids))
         if error is not None:
             raise error
         return len(sent_ids)
 
     async def _send(self, rows: Sequence[Any]) -> tuple[list[int], Exception | None]:
-        """Send rows in order; the sent prefix up to the first failure counts as sent."""
+        """Send rows in order; the sent prefix up to the first failure counts as sent.
+
+        Rows are packed into record batches per partition and handed over whole:
+        per message, ``producer.send`` costs a future, a queue append and a
+        metadata check, which dominated the relay's time. Each partition gets its
+        batches in row order, and a partition has one batch in flight at a time.
+        """
         producer = await self._ensure_producer()
-        futures = []
+        partitions: dict[str, list[int]] = {}
+        open_batches: dict[tuple[str, int], tuple[int, BatchBuilder]] = {}
+        futures: dict[int, asyncio.Future[Any]] = {}  # batch number -> delivery
+        batch_of_row: list[int] = []
+        headers_of: dict[str, list[tuple[str, bytes]]] = {}
         error: Exception | None = None
-        for row in rows:
-            try:
-                futures.append(
-                    await producer.send(
-                        row.topic,
-                        value=row.payload.encode(),
-                        key=row.key.encode(),
-                        headers=[(k, v.encode()) for k, v in row.headers.items()],
-                    )
-                )
-            except Exception as exc:
-                error = exc
-                break
-        results = await asyncio.gather(*futures, return_exceptions=True)
+
+        async def submit(tp: tuple[str, int]) -> None:
+            number, builder = open_batches.pop(tp)
+            futures[number] = await producer.send_batch(builder, tp[0], partition=tp[1])
+
+        try:
+            for row in rows:
+                if row.topic not in partitions:
+                    partitions[row.topic] = sorted(await producer.partitions_for(row.topic))
+                key = row.key.encode()
+                tp = (row.topic, partition_for(key, partitions[row.topic]))
+                record = {
+                    "timestamp": None,
+                    "key": key,
+                    "value": row.payload.encode(),
+                    "headers": headers_of.get(row.headers)
+                    or headers_of.setdefault(
+                        row.headers, [(k, v.encode()) for k, v in json.loads(row.headers).items()]
+                    ),
+                }
+                current = open_batches.get(tp)
+                if current is None or current[1].append(**record) is None:
+                    if current is not None:
+                        await submit(tp)
+                    current = open_batches[tp] = (len(batch_of_row), producer.create_batch())
+                    if current[1].append(**record) is None:
+                        raise ValueError(f"outbox row {row.id} is larger than a record batch")
+                batch_of_row.append(current[0])
+            for tp in list(open_batches):
+                await submit(tp)
+        except Exception as exc:
+            error = exc
+        outcomes = await asyncio.gather(*futures.values(), return_exceptions=True)
+        results = dict(zip(futures, outcomes, strict=True))
         sent: list[int] = []
-        for row, result in zip(rows, results, strict=False):
+        for row, number in zip(rows, batch_of_row, strict=False):
+            if number not in results:  # its batch was never handed over
+                break
+            result = results[number]
             if isinstance(result, BaseException):
                 error = result if isinstance(result, Exception) else RuntimeError(repr(result))
                 break

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.analytics.repository import GrowthRepository
 from shared.broker import LocalBroker
 from shared.bus import ensure_topics
-from shared.consumer import ConsumedEvent, EventConsumer, replay_dead_letters
+from shared.consumer import Batched, ConsumedEvent, EventConsumer, replay_dead_letters
 from shared.db import Database
 from shared.events.contracts.members import MemberRegistered
 from shared.events.envelope import CloudEvent
@@ -215,4 +215,61 @@ async def test_a_requested_stop_commits_the_offsets_of_what_was_applied(
     finally:
         await reader.stop()
     assert committed == 5
+    await consumer.db.dispose()
+
+
+async def test_a_fetch_across_partitions_is_applied_once_in_key_order_and_fully_committed(
+    databases: Databases, broker: LocalBroker
+) -> None:
+    applied: list[tuple[str, str]] = []  # (member, nickname) in the order handled
+    next_offsets: dict[int, int] = {}
+
+    async def record(session: AsyncSession, events: list[ConsumedEvent]) -> None:
+        applied.extend((e.data.member_id, e.data.nickname) for e in events)
+        for e in events:
+            next_offsets[e.partition] = max(next_offsets.get(e.partition, 0), e.offset + 1)
+
+    consumer = await consumer_with(databases, broker, Batched(record))
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers)
+    await producer.start()
+    try:  # 8 members over the 6 partitions, 10 events each, all waiting before the start
+        for n in range(10):
+            for member in range(8):
+                data = MemberRegistered(
+                    member_id=f"m-{member}",
+                    nickname=f"v{n}",
+                    channel="app",
+                    registered_at=datetime.now(UTC),
+                )
+                event = CloudEvent(
+                    source="/tests",
+                    type="member.registered",
+                    subject=data.member_id,
+                    data=data.model_dump(mode="json"),
+                )
+                await producer.send(MEMBERS.name, value=event.to_json(), key=b"m-%d" % member)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    task = asyncio.create_task(consumer.run())
+    await eventually(lambda: consumer.processed == 80)
+    consumer.request_stop()
+    await asyncio.wait_for(task, 10)
+    await consumer.close()
+    for member in range(8):
+        versions = [v for m, v in applied if m == f"m-{member}"]
+        assert versions == [f"v{n}" for n in range(10)]
+    assert len(applied) == 80
+    # Compared with what was consumed, not end_offsets(): Tansu answers "latest" with
+    # the last record batch's base offset + 1.
+    reader = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap_servers, group_id=consumer.group)
+    await reader.start()
+    try:
+        committed = {
+            p: await reader.committed(TopicPartition(MEMBERS.name, p)) for p in next_offsets
+        }
+    finally:
+        await reader.stop()
+    assert len(next_offsets) > 1
+    assert committed == next_offsets
     await consumer.db.dispose()

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 from cloudevents.core.bindings.kafka import KafkaMessage, from_kafka
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent as SdkCloudEvent
@@ -17,9 +21,9 @@ from shared.broker import LocalBroker
 from shared.consumer import ConsumedEvent, EventConsumer
 from shared.db import Database, outbox_table
 from shared.events.contracts.members import MemberRegistered
-from shared.events.envelope import CloudEvent
+from shared.events.envelope import CloudEvent, new_event_id
 from shared.migrations import upgrade
-from shared.outbox import OutboxRelay, add_event
+from shared.outbox import OutboxRelay, add_event, add_events, murmur2, partition_for
 from shared.settings import ServiceSettings
 from tests.conftest import Databases, eventually, read_topic, settings_for
 
@@ -155,6 +159,65 @@ async def test_two_relays_on_one_postgres_database_publish_each_event_once(
     published = [CloudEvent.from_json(r.value).id for r in records]
     assert sorted(published) == sorted(ids)
     await db.dispose()
+
+
+async def test_relay_keeps_each_keys_order_and_its_kafka_partition(
+    databases: Databases, broker: LocalBroker
+) -> None:
+    db = await migrated(await databases.new("producer"))
+    keys = [f"m-{k}" for k in range(7)]
+    written: dict[str, list[str]] = {key: [] for key in keys}
+    for txn in range(30):  # 30 transactions of 10 events, keys interleaved
+        async with db.session() as session:
+            items = [(registered(txn * 10 + i), keys[(txn + i) % 7]) for i in range(10)]
+            for event in await add_events(session, items, source="/tests"):
+                assert event.subject is not None
+                written[event.subject].append(event.id)
+    # Several relay batches, each spread over every partition in several record batches.
+    relay = OutboxRelay(db, settings_for(ProducerSettings, broker, db.url, relay_batch_size=120))
+    while await relay.publish_batch():
+        pass
+    await relay.close()
+    records = await read_topic(broker, "community.members.v1", 301, timeout_s=5)
+    assert len(records) == 300
+    partitions = sorted({r.partition for r in records} | set(range(6)))
+    published: dict[str, list[str]] = {key: [] for key in keys}
+    by_offset = sorted(records, key=lambda r: (r.partition, r.offset))
+    for record in by_offset:
+        assert record.key is not None
+        key = record.key.decode()
+        # The partition Kafka's own default partitioner picks, so other producers agree.
+        assert record.partition == DefaultPartitioner()(record.key, partitions, partitions)
+        published[key].append(CloudEvent.from_json(record.value or b"").id)
+    assert published == written
+
+
+def test_murmur2_is_kafkas_hash() -> None:
+    keys = [str(uuid.uuid4()).encode() for _ in range(500)]
+    keys += [os.urandom(n) for n in range(40) for _ in range(5)]
+    keys += [b"", "会员-42".encode()]
+    for key in keys:
+        assert murmur2(key) == aiokafka_murmur2(key)
+        assert partition_for(key, [0, 1, 2]) == DefaultPartitioner()(key, [0, 1, 2], [0, 1, 2])
+
+
+def test_event_ids_are_random_uuids_and_a_forked_child_makes_its_own() -> None:
+    ids = [new_event_id() for _ in range(5000)]
+    assert len(set(ids)) == len(ids)
+    assert {uuid.UUID(i).version for i in ids} == {4}
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report the next ids it would use, then leave at once
+        os.close(read_end)
+        os.write(write_end, ",".join(new_event_id() for _ in range(50)).encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        child_ids = set(pipe.read().decode().split(","))
+    os.waitpid(pid, 0)
+    parent_ids = {new_event_id() for _ in range(50)}
+    assert len(child_ids) == 50
+    assert not child_ids & parent_ids
 
 
 async def test_housekeeping_purges_only_old_sent_events(databases: Databases) -> None:
