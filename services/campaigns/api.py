@@ -51,7 +51,7 @@ from shared.web import SessionDep, TransactionalRoute
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"], route_class=TransactionalRoute)
 
 
-def get_campaign_service(request: Request) -> CampaignService:
+async def get_campaign_service(request: Request) -> CampaignService:
     service: CampaignService = request.app.state.campaign_service
     return service
 

@@ -30,7 +30,7 @@ async def admitted(request: Request) -> Principal | None:
 Admitted = Annotated[Principal | None, Depends(admitted)]
 
 
-def operator(principal: Admitted) -> Principal:
+async def operator(principal: Admitted) -> Principal:
     if principal is None:
         raise Unauthorized("This endpoint needs a bearer token")
     if principal.role is not Role.OPERATOR:

@@ -49,7 +49,7 @@ from shared.errors import Forbidden, Unprocessable
 from shared.web import IdempotencyKey, RequiredIdempotencyKey, SessionDep, TransactionalRoute
 
 
-def get_rewards(request: Request) -> RewardsService:
+async def get_rewards(request: Request) -> RewardsService:
     rewards: RewardsService = request.app.state.rewards
     return rewards
 

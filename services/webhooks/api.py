@@ -31,7 +31,7 @@ from shared.web import SessionDep, TransactionalRoute, get_runtime
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], route_class=TransactionalRoute)
 
 
-def reader(principal: CurrentPrincipal) -> Principal:
+async def reader(principal: CurrentPrincipal) -> Principal:
     """Operators see everything; a partner with ``webhooks:read`` or ``:write`` sees its own."""
     if principal.is_operator:
         return principal
@@ -47,7 +47,7 @@ Writer = Annotated[Principal, Depends(require_scope("webhooks:write"))]
 Limit = Annotated[int, Query(ge=1, le=200)]
 
 
-def settings_of(request: Request) -> WebhooksSettings:
+async def settings_of(request: Request) -> WebhooksSettings:
     settings = get_runtime(request).settings
     assert isinstance(settings, WebhooksSettings)
     return settings
