@@ -260,7 +260,7 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
             async for chunk in stream:
                 self._write(conn, chunk, chunked)
         if chunked:
-            conn.transport.write(b"0\r\n\r\n")
+            self._write(conn, b"0\r\n\r\n", chunked=False)
 
     @staticmethod
     def _write(conn: _Connection, chunk: bytes, chunked: bool) -> None:
@@ -269,6 +269,10 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
         assert conn.transport is not None
         if not chunk:
             return
+        if conn.closed or conn.transport.is_closing():
+            # The service died while the client was still sending (uvloop raises on a write
+            # to a closed transport, asyncio drops it): a network error, hence a 503.
+            raise httpx.WriteError("the service closed the connection before the body was sent")
         if chunked:
             conn.transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
         else:
