@@ -2,28 +2,34 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from services.analytics.engagement import resolve_period
 from services.analytics.export import Format, reply
 from services.analytics.periods import Granularity
+from services.analytics.rebuild import Rebuilds
 from services.analytics.schemas import (
     Activity,
     ContentMetrics,
     Funnel,
     Heatmap,
     Overview,
+    RebuildCreate,
+    RebuildPage,
+    RebuildRead,
     Retention,
     TopContributors,
 )
 from services.analytics.segments import SegmentSnapshots
 from services.analytics.service import SegmentsNotSupported, analytics_service
-from shared.auth import Principal, Role, require_scope
-from shared.errors import Forbidden
+from shared.auth import OperatorPrincipal, Principal, Role, require_scope
+from shared.errors import Forbidden, problem_responses
+from shared.pagination import BadCursor, Cursor, Limit, decode_cursor, encode_cursor
 from shared.web import IsoDate, SessionDep, TransactionalRoute
 
 # Every metric answers ``?format=csv`` with one table as text/csv (see export.py).
@@ -52,7 +58,7 @@ SegmentId = Annotated[
 ]
 
 
-def get_segments(request: Request) -> SegmentSnapshots:
+async def get_segments(request: Request) -> SegmentSnapshots:
     snapshots: SegmentSnapshots = request.app.state.segments
     return snapshots
 
@@ -264,3 +270,77 @@ async def campaign(
     await narrow(session, segments, await analytics_service.target_segment(session, campaign_id))
     answer = await analytics_service.campaign_funnel(session, campaign_id, segment_id)
     return reply(answer, fmt, None, "campaign")
+
+
+rebuilds_router = APIRouter(
+    prefix="/v1/metrics/rebuilds", tags=["metrics"], route_class=TransactionalRoute
+)
+
+
+async def get_rebuilds(request: Request) -> Rebuilds:
+    rebuilds: Rebuilds = request.app.state.rebuilds
+    return rebuilds
+
+
+RebuildsDep = Annotated[Rebuilds, Depends(get_rebuilds)]
+
+
+@rebuilds_router.post(
+    "", status_code=202, response_model=RebuildRead, responses=problem_responses(409)
+)
+async def start_rebuild(
+    session: SessionDep,
+    response: Response,
+    principal: OperatorPrincipal,
+    rebuilds: RebuildsDep,
+    body: Annotated[RebuildCreate | None, Body()] = None,
+) -> RebuildRead:
+    """Rebuild every rollup from the raw event store; poll the answer's ``id`` for progress.
+
+    Live consumption waits until it is done; one rebuild at a time (409 otherwise).
+    """
+    body = body or RebuildCreate()
+    rebuild = await rebuilds.start(session, principal.subject, body.batch_size, force=body.force)
+    response.headers["Location"] = f"/v1/metrics/rebuilds/{rebuild.id}"
+    return RebuildRead.model_validate(rebuild)
+
+
+def _rebuild_cursor(cursor: str) -> tuple[datetime, str]:
+    stamp, last_id = decode_cursor(cursor, 2)
+    try:
+        started = datetime.fromisoformat(str(stamp))
+    except ValueError:
+        started = None
+    if started is None or started.tzinfo is None:
+        raise BadCursor("The cursor is not one this API issued")
+    return started, str(last_id)
+
+
+@rebuilds_router.get("", response_model=RebuildPage)
+async def list_rebuilds(
+    session: SessionDep,
+    principal: OperatorPrincipal,
+    rebuilds: RebuildsDep,
+    cursor: Cursor = None,
+    limit: Limit = 20,
+) -> RebuildPage:
+    """Rebuilds, newest first."""
+    after = _rebuild_cursor(cursor) if cursor is not None else None
+    items = await rebuilds.page(session, after, limit + 1)
+    more = len(items) > limit
+    items = items[:limit]
+    next_cursor = encode_cursor(items[-1].started_at.isoformat(), items[-1].id) if more else None
+    return RebuildPage(
+        items=[RebuildRead.model_validate(r) for r in items], next_cursor=next_cursor
+    )
+
+
+@rebuilds_router.get("/{rebuild_id}", response_model=RebuildRead)
+async def get_rebuild(
+    session: SessionDep,
+    principal: OperatorPrincipal,
+    rebuilds: RebuildsDep,
+    rebuild_id: Annotated[str, Path(max_length=36)],
+) -> RebuildRead:
+    """One rebuild: state, events done of events total, when, and the error if it failed."""
+    return RebuildRead.model_validate(await rebuilds.get(session, rebuild_id))

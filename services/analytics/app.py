@@ -4,9 +4,10 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.analytics.api import router
+from services.analytics.api import rebuilds_router, router
 from services.analytics.consumers import SUBSCRIPTIONS
 from services.analytics.dashboard import router as dashboard_router
+from services.analytics.rebuild import Rebuilds
 from services.analytics.segments import SegmentSnapshots, SegmentSource
 from services.analytics.settings import AnalyticsSettings
 from shared.app import ServiceRuntime, create_service_app
@@ -31,6 +32,7 @@ def create_app(
             )
 
     async def stop(runtime: ServiceRuntime) -> None:
+        await rebuilds.stop()
         if segments.source is not None and segment_source is None:
             await segments.source.close()
             segments.source = None
@@ -39,7 +41,7 @@ def create_app(
         settings,
         title="Analytics",
         description="Growth, activity, interaction, funnels, retention and KOL metrics.",
-        routers=[router, dashboard_router],
+        routers=[router, rebuilds_router, dashboard_router],
         migrations=MIGRATIONS,
         subscriptions=SUBSCRIPTIONS,
         on_startup=[start],
@@ -47,4 +49,5 @@ def create_app(
         run_background=run_background,
     )
     app.state.segments = segments
+    rebuilds = app.state.rebuilds = Rebuilds(app.state.runtime.db)
     return app

@@ -15,15 +15,18 @@ from datetime import date, datetime
 from typing import Any
 
 from prometheus_client import Gauge
-from sqlalchemy import Table, case, event, func, select
+from sqlalchemy import Table, bindparam, case, event, func, select
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from services.analytics.models import (
+    PLATFORM,
+    ActivityGap,
     CampaignMemberStep,
     DailyCounter,
+    DailyMemberGrowth,
     ErasedMember,
     Freshness,
     HourlyActivity,
@@ -32,7 +35,12 @@ from services.analytics.models import (
     MemberScoreDay,
     PostStats,
     PostViewer,
+    RawEvent,
+    ScopeMember,
 )
+from services.analytics.raw import ERASED_LATER, row_of, scrub
+from services.analytics.windows import ACTIVE, VIEWED, VIEWER, VIEWERS, gap_deltas, lock_gaps
+from shared.consumer import ConsumedEvent
 from shared.db import utcnow
 
 KEY = "analytics.rollups"
@@ -67,8 +75,16 @@ class RollupBuffer:
     posts: dict[str, PostDelta] = field(default_factory=dict)
     viewers: set[tuple[str, str]] = field(default_factory=set)
     campaign_steps: dict[tuple[str, str, str], datetime] = field(default_factory=dict)
+    registrations: Counter[date] = field(default_factory=Counter)
+    # (op, scope, member, day, channel) in event order: joins and leaves of one member
+    # in one batch must apply in the order they happened.
+    memberships: list[tuple[str, str, str, date, str]] = field(default_factory=list)
+    raw: list[dict[str, Any]] = field(default_factory=list)  # raw_events rows of the batch
     as_of: datetime | None = None
     events: int = 0
+
+    def record(self, event: ConsumedEvent) -> None:
+        self.raw.append(row_of(event))
 
     def counter(self, scope: str, day: date, metric: str, amount: int = 1, dim: str = "") -> None:
         self.counters[(scope, day, metric, dim)] += amount
@@ -95,6 +111,9 @@ class RollupBuffer:
         key = (campaign_id, step, member_id)
         self.campaign_steps[key] = min(at, self.campaign_steps.get(key, at))
 
+    def membership(self, op: str, scope: str, member_id: str, day: date, channel: str = "") -> None:
+        self.memberships.append((op, scope, member_id, day, channel))
+
     def applied(self, at: datetime) -> None:
         self.events += 1
         self.as_of = at if self.as_of is None else max(self.as_of, at)
@@ -104,6 +123,8 @@ class RollupBuffer:
         ids |= {m for _, _, m in self.scores} | {m for _, m in self.viewers}
         ids |= {m for _, _, m in self.campaign_steps}
         ids |= {d.facts["author_id"] for d in self.posts.values() if d.facts.get("author_id")}
+        ids |= {m for _, _, m, _, _ in self.memberships}
+        ids |= {row[k] for row in self.raw for k in ("member_id", "related_id") if row[k]}
         return ids
 
 
@@ -151,14 +172,15 @@ def _insert_new(
     """Insert rows that are not there yet; returns the key tuples actually inserted."""
     inserted: list[Any] = []
     table = _table(model)
+    # Parameters, not a literal VALUES list: the statement compiles once and is cached
+    # (compiling a 1,000-row VALUES per batch cost more than running it).
+    stmt = (
+        _insert(session, model)
+        .on_conflict_do_nothing(index_elements=keys)
+        .returning(*(table.c[k] for k in keys))
+    )
     for chunk in _chunks(rows):
-        stmt = (
-            _insert(session, model)
-            .values(chunk)
-            .on_conflict_do_nothing(index_elements=keys)
-            .returning(*(table.c[k] for k in keys))
-        )
-        inserted += [tuple(row) for row in session.execute(stmt)]
+        inserted += [tuple(row) for row in session.execute(stmt, chunk)]
     return inserted
 
 
@@ -172,23 +194,59 @@ def _latest(column: Any, new: Any) -> Any:
 
 def _flush(session: Session) -> None:
     buffer: RollupBuffer | None = session.info.pop(KEY, None)
-    if buffer is None or buffer.events == 0:
+    if buffer is None or (buffer.events == 0 and not buffer.raw):
         return
     ids = buffer.member_ids()
-    erased: set[str] = set()
+    erased: set[str] = {ERASED_LATER}
     if ids:
-        erased = set(
+        erased |= set(
             session.scalars(select(ErasedMember.member_id).where(ErasedMember.member_id.in_(ids)))
         )
+    _flush_raw(session, buffer, erased)
+    if buffer.events == 0:
+        return
 
     active_rows = [
-        {"scope": s, "day": d, "member_id": m} for s, d, m in buffer.active if m not in erased
+        {"scope": s, "day": d, "member_id": m}
+        for s, d, m in sorted(buffer.active)
+        if m not in erased
     ]
-    for scope, day, _ in _insert_new(
-        session, MemberActivityDay, active_rows, ["scope", "day", "member_id"]
-    ):
+    steps = {key: span for key, span in buffer.steps.items() if key[3] not in erased}
+    view_rows = sorted(
+        (
+            {"scope": s, "event_type": e, "day": d, "member_id": m, "first_at": f, "last_at": la}
+            for (s, e, d, m), (f, la) in steps.items()
+            if e == VIEWED
+        ),
+        key=lambda row: (row["scope"], row["day"], row["member_id"]),
+    )
+    if active_rows or view_rows:
+        lock_gaps(session)
+    inserted = _insert_new(session, MemberActivityDay, active_rows, ["scope", "day", "member_id"])
+    for scope, day, _ in inserted:
         buffer.counter(scope, day, "active_members")
+    gaps = {ACTIVE: gap_deltas(session, ACTIVE, inserted)}
+    # A viewer-day inserted now is new reach; one already there only moves first/last.
+    viewed = _insert_new(
+        session, MemberEventDay, view_rows, ["scope", "event_type", "day", "member_id"]
+    )
+    for scope, _, day, member in viewed:
+        buffer.counter(scope, day, VIEWERS)
+        del steps[(scope, VIEWED, day, member)]
+    gaps[VIEWER] = gap_deltas(session, VIEWER, [(s, d, m) for s, _, d, m in viewed])
+    _upsert(
+        session,
+        ActivityGap,
+        [
+            {"scope": s, "kind": kind, "day": d, "gap": g, "members": n}
+            for kind, deltas in gaps.items()
+            for (s, d, g), n in sorted(deltas.items())
+        ],
+        ["scope", "kind", "day", "gap"],
+        lambda t, x: {"members": t.c.members + x.members},
+    )
 
+    _flush_memberships(session, buffer, erased)
     viewer_rows = [{"post_id": p, "member_id": m} for p, m in buffer.viewers if m not in erased]
     for post_id, _ in _insert_new(session, PostViewer, viewer_rows, ["post_id", "member_id"]):
         buffer.posts[post_id].counts["reach"] += 1
@@ -215,8 +273,7 @@ def _flush(session: Session) -> None:
         MemberEventDay,
         [
             {"scope": s, "event_type": e, "day": d, "member_id": m, "first_at": f, "last_at": la}
-            for (s, e, d, m), (f, la) in buffer.steps.items()
-            if m not in erased
+            for (s, e, d, m), (f, la) in steps.items()
         ],
         ["scope", "event_type", "day", "member_id"],
         lambda t, x: {
@@ -263,6 +320,97 @@ def _flush(session: Session) -> None:
             "applied_at": x.applied_at,
             "events_applied": t.c.events_applied + x.events_applied,
         },
+    )
+
+
+def _joined(buffer: RollupBuffer, scope: str, day: date, channel: str) -> None:
+    """A member new to the scope (a rejoin after leaving is not new)."""
+    buffer.counter(scope, day, "new_members")
+    if scope == PLATFORM:
+        buffer.counter(scope, day, "new_members", dim=channel)
+        buffer.registrations[day] += 1
+
+
+def _flush_raw(session: Session, buffer: RollupBuffer, erased: set[str]) -> None:
+    """Insert the batch's events into the raw store; a replayed event id adds nothing.
+
+    An event about a member already erased is stored scrubbed (``ERASED_LATER``), just as
+    its rollups keep counts only.
+    """
+    if not buffer.raw:
+        return
+    later = dict.fromkeys(erased, ERASED_LATER)
+    now = utcnow()
+    rows = [
+        {
+            **(scrub(row, later) if {row["member_id"], row["related_id"]} & erased else row),
+            "received_at": now,
+        }
+        for row in buffer.raw
+    ]
+    stmt = _insert(session, RawEvent).on_conflict_do_nothing(index_elements=["event_id"])
+    for chunk in _chunks(rows):
+        session.execute(stmt, chunk)
+
+
+def _flush_memberships(session: Session, buffer: RollupBuffer, erased: set[str]) -> None:
+    ops: dict[tuple[str, str], list[tuple[str, date, str]]] = {}
+    for op, scope, member, day, channel in buffer.memberships:
+        if member in erased:
+            # Erased before this arrived: a join still counts, but no row names them again.
+            if op == "join":
+                _joined(buffer, scope, day, channel)
+            continue
+        ops.setdefault((scope, member), []).append((op, day, channel))
+    # Nearly always one join per member and scope: one insert for all of them.
+    joins = {key: o[0] for key, o in ops.items() if len(o) == 1 and o[0][0] == "join"}
+    rows = [
+        {"scope": s, "member_id": m, "joined_on": day, "channel": channel}
+        for (s, m), (_, day, channel) in sorted(joins.items())
+    ]
+    new = set(_insert_new(session, ScopeMember, rows, ["scope", "member_id"]))
+    rejoined = []
+    for (scope, member), (_, day, channel) in joins.items():
+        if (scope, member) in new:
+            _joined(buffer, scope, day, channel)
+        else:
+            rejoined.append({"s": scope, "m": member})
+    table = _table(ScopeMember)
+    rejoin = (
+        table.update()
+        .where(table.c.scope == bindparam("s"), table.c.member_id == bindparam("m"))
+        .values(left_on=None)
+    )
+    if rejoined:
+        session.execute(rejoin, rejoined)
+    for (scope, member), sequence in ops.items():
+        if (scope, member) in joins:
+            continue
+        for op, day, channel in sequence:
+            if op == "join":
+                row = {"scope": scope, "member_id": member, "joined_on": day, "channel": channel}
+                if _insert_new(session, ScopeMember, [row], ["scope", "member_id"]):
+                    _joined(buffer, scope, day, channel)
+                else:
+                    session.execute(rejoin, [{"s": scope, "m": member}])
+                continue
+            left = session.execute(
+                table.update()
+                .where(
+                    table.c.scope == scope,
+                    table.c.member_id == member,
+                    table.c.left_on.is_(None),
+                )
+                .values(left_on=day)
+            )
+            if getattr(left, "rowcount", 0):
+                buffer.counter(scope, day, "left")
+    _upsert(
+        session,
+        DailyMemberGrowth,
+        [{"day": day, "registered": n} for day, n in sorted(buffer.registrations.items())],
+        ["day"],
+        lambda t, x: {"registered": t.c.registered + x.registered},
     )
 
 

@@ -1,14 +1,20 @@
 """What the analytics service subscribes to: ``{event type: handler}``.
 
-Each handler only unpacks its contract model and hands the facts to ``Ingest``.
+Each handler only unpacks its contract model and hands the facts to ``Ingest``. The
+consumer runs them through ``recorded``: past the rebuild gate, and with the event
+kept in the raw store in the same transaction. A rebuild replays the raw store
+through ``HANDLERS`` themselves: one definition of every metric.
 """
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.analytics import gate
+from services.analytics.buffer import buffer_of
 from services.analytics.ingest import Ingest
 from shared.consumer import ConsumedEvent, Handler
 from shared.events.contracts import campaigns, content, members, rewards
@@ -280,7 +286,7 @@ async def on_tier_changed(session: AsyncSession, event: ConsumedEvent) -> None:
     )
 
 
-SUBSCRIPTIONS: dict[str, Handler] = {
+HANDLERS: dict[str, Handler] = {
     "member.registered": on_member_registered,
     "member.erased": on_member_erased,
     "member.referred": on_member_referred,
@@ -308,3 +314,16 @@ SUBSCRIPTIONS: dict[str, Handler] = {
     "reward.redeemed": on_reward_redeemed,
     "tier.changed": on_tier_changed,
 }
+
+
+def recorded(handler: Handler) -> Handler:
+    @functools.wraps(handler)
+    async def apply(session: AsyncSession, event: ConsumedEvent) -> None:
+        await gate.enter(session)
+        buffer_of(session).record(event)
+        await handler(session, event)
+
+    return apply
+
+
+SUBSCRIPTIONS: dict[str, Handler] = {name: recorded(h) for name, h in HANDLERS.items()}

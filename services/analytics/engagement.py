@@ -9,15 +9,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.analytics.consumers import SUBSCRIPTIONS
 from services.analytics.funnels import funnel_counts
-from services.analytics.ingest import PLATFORM
 from services.analytics.kol import (
     BAND_NAMES,
     band_of,
     decay_weights,
     lookback_start,
 )
+from services.analytics.models import PLATFORM
 from services.analytics.periods import (
     MAU_DAYS,
+    MAX_PERIOD_DAYS,
     WAU_DAYS,
     Granularity,
     Period,
@@ -40,7 +41,6 @@ from services.analytics.schemas import (
 )
 from shared.errors import Unprocessable
 
-MAX_PERIOD_DAYS = 731
 MAX_ACTIVITY_DAYS = 366
 MAX_FUNNEL_STEPS = 8
 # Every consumed member action is recorded in the step table, so any of them can be a step.

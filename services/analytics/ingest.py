@@ -2,8 +2,9 @@
 
 The consumer's inbox makes each event apply once; every write is also additive
 or idempotent, so late and out-of-order events land in their own day and hour,
-whatever arrives first. Membership facts are written at once (later events of
-the batch read them); everything else is buffered (see buffer.py).
+whatever arrives first. Everything is buffered and written in bulk when the batch
+commits (see buffer.py); membership changes keep their order there, and an erasure
+writes the buffer before it reads memberships.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.analytics.buffer import buffer_of, flush
-from services.analytics.repository import GrowthRepository, RollupRepository
-
-PLATFORM = ""  # the scope of platform-wide rows
+from services.analytics.models import ERASED_PREFIX, PLATFORM
+from services.analytics.raw import ERASED_LATER
+from services.analytics.repository import RollupRepository
 
 # Weights of the contributor score (docs/metrics.md): what a member did ...
 INITIATED_WEIGHTS: dict[str, float] = {
@@ -123,31 +124,36 @@ class Ingest:
 
     async def registered(self, member_id: str, channel: str, at: datetime) -> None:
         at = as_utc(at)
-        if await self.repo.join_scope(PLATFORM, member_id, at.date(), channel):
-            self.buffer.counter(PLATFORM, at.date(), "new_members")
-            self.buffer.counter(PLATFORM, at.date(), "new_members", dim=channel)
-            await GrowthRepository(self.session).count_registration(at.date())
+        self.buffer.membership("join", PLATFORM, member_id, at.date(), channel)
         self.action("member.registered", member_id, None, at, active=False)
 
     async def joined_community(self, community_id: str, member_id: str, at: datetime) -> None:
         at = as_utc(at)
-        if await self.repo.join_scope(community_id, member_id, at.date()):
-            self.buffer.counter(community_id, at.date(), "new_members")
+        self.buffer.membership("join", community_id, member_id, at.date())
         self.action("member.joined_community", member_id, community_id, at, active=False)
 
     async def left_community(self, community_id: str, member_id: str, at: datetime) -> None:
         at = as_utc(at)
-        if await self.repo.leave_scope(community_id, member_id, at.date()):
-            self.buffer.counter(community_id, at.date(), "left")
+        self.buffer.membership("leave", community_id, member_id, at.date())
         self.action("member.left_community", member_id, community_id, at, active=False)
 
     async def erased(self, member_id: str, at: datetime) -> None:
         at = as_utc(at)
+        if member_id == ERASED_LATER:  # a repeated erasure, stored after the first one
+            self.buffer.applied(at)
+            return
         # Rows still buffered in this batch must exist before they can be re-keyed.
         await flush(self.session)
         self.buffer = buffer_of(self.session)
         scopes = await self.repo.scopes_of(member_id)
-        if await self.repo.erase(member_id, at):
+        if member_id.startswith(ERASED_PREFIX):
+            # Replayed from the raw store by a rebuild: the rows already carry the surrogate,
+            # and events stored after the erasure carry ERASED_LATER, so nothing is recorded.
+            await self.repo.forget_staff(member_id)
+            first = True
+        else:
+            first = await self.repo.erase(member_id, at)
+        if first:
             for scope in scopes:
                 self.buffer.counter(scope, at.date(), "erased")
         self.buffer.applied(at)

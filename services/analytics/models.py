@@ -8,11 +8,15 @@ distinct counts. Days are UTC days.
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import Date, Float, Index, Integer, MetaData, String
+from sqlalchemy import JSON, Date, Float, Index, Integer, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import NAMING_CONVENTION, UtcDateTime
+
+PLATFORM = ""  # the scope of platform-wide rows
+ERASED_PREFIX = "erased-"  # the ids erased members' rows carry instead of theirs
 
 
 class Base(DeclarativeBase):
@@ -50,6 +54,24 @@ class MemberActivityDay(Base):
     scope: Mapped[str] = mapped_column(String(36), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     member_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+
+
+class ActivityGap(Base):
+    """Member-days by how many days passed since the member's previous such day in the scope.
+
+    ``kind`` is ``active`` (member_activity_days) or ``viewer`` (``post.viewed`` step rows).
+    Only gaps shorter than the longest window are kept: a longer gap, or a first day ever,
+    counts as new in every window. Distinct members in ``a..b`` = member-days in ``a..b``
+    minus the rows on a day ``d`` in it with ``gap <= d - a`` (windows.py).
+    """
+
+    __tablename__ = "activity_gaps"
+
+    scope: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    gap: Mapped[int] = mapped_column(Integer, primary_key=True)
+    members: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class ScopeMember(Base):
@@ -208,3 +230,43 @@ class CampaignTarget(Base):
     segment_id: Mapped[str | None] = mapped_column(String(36))
     starts_at: Mapped[datetime] = mapped_column(UtcDateTime)
     ends_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class RawEvent(Base):
+    """Every consumed event once, written with its batch's rollups: what a rebuild replays.
+
+    Append-only for the consumer; only erasure rewrites a row in place (member ids to the
+    erased key, personal fields blanked). ``member_id`` is the event's actor and
+    ``related_id`` the other member it names (a post's author, a referrer), so erasure
+    finds a member's rows on an index.
+    """
+
+    __tablename__ = "raw_events"
+    __table_args__ = (Index("ix_raw_events_time", "time", "event_id"),)
+
+    event_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    type: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(200))
+    subject: Mapped[str | None] = mapped_column(String(200))
+    time: Mapped[datetime] = mapped_column(UtcDateTime)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    member_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    related_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Rebuild(Base):
+    """One rebuild of the rollups from ``raw_events``, with its progress."""
+
+    __tablename__ = "rebuilds"
+    __table_args__ = (Index("ix_rebuilds_started", "started_at", "id"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    requested_by: Mapped[str] = mapped_column(String(64))
+    batch_size: Mapped[int] = mapped_column(Integer)
+    events_total: Mapped[int] = mapped_column(Integer, default=0)
+    events_done: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    error: Mapped[str | None] = mapped_column(Text)

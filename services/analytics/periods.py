@@ -8,6 +8,9 @@ from enum import StrEnum
 
 WAU_DAYS = 7
 MAU_DAYS = 28  # four whole weeks: every weekday counts equally in the window
+MAX_PERIOD_DAYS = 731
+# The longest window a distinct count is ever asked for: a whole period (activity_gaps).
+MAX_WINDOW_DAYS = MAX_PERIOD_DAYS
 
 
 class Granularity(StrEnum):

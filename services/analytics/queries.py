@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.analytics.funnels import StepRow
 from services.analytics.models import (
+    ERASED_PREFIX,
     CampaignMemberStep,
     CampaignTarget,
     Community,
@@ -26,7 +27,6 @@ from services.analytics.models import (
     StaffMember,
 )
 from services.analytics.periods import Period
-from services.analytics.repository import ERASED_PREFIX
 
 
 class MetricsQueries:

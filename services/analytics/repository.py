@@ -6,27 +6,33 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Table, delete, func, select, update
+from sqlalchemy import Table, delete, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.analytics.models import (
+    ERASED_PREFIX,
+    ActivityGap,
     CampaignMemberStep,
     CampaignTarget,
     Community,
+    DailyCounter,
     DailyMemberGrowth,
     ErasedMember,
+    Freshness,
+    HourlyActivity,
     MemberActivityDay,
     MemberEventDay,
     MemberScoreDay,
     PostStats,
     PostViewer,
+    RawEvent,
+    Rebuild,
     ScopeMember,
     SegmentMember,
     StaffMember,
 )
-from shared.db import conflict_insert
-
-ERASED_PREFIX = "erased-"
+from services.analytics.raw import scrub
+from shared.db import conflict_insert, utcnow
 
 # Tables whose rows name a member; erasure re-keys them to a random surrogate.
 MEMBER_KEYED = (
@@ -37,6 +43,27 @@ MEMBER_KEYED = (
     PostViewer,
     CampaignMemberStep,
 )
+# What a rebuild clears and refills from raw_events: everything derived only from events.
+# Kept: erased_members (the real ids later events are checked against; the raw store no
+# longer holds them), segment snapshots (fetched from members, not from events), the inbox.
+DERIVED = (
+    DailyMemberGrowth,
+    DailyCounter,
+    MemberActivityDay,
+    ActivityGap,
+    ScopeMember,
+    MemberEventDay,
+    HourlyActivity,
+    MemberScoreDay,
+    PostStats,
+    PostViewer,
+    CampaignMemberStep,
+    Freshness,
+    Community,
+    StaffMember,
+    CampaignTarget,
+)
+REKEY_PAGE = 1000
 
 
 def _table(model: Any) -> Table:
@@ -72,35 +99,6 @@ class RollupRepository:
 
     def _insert(self, model: Any) -> Any:
         return conflict_insert(self.session, _table(model))
-
-    async def join_scope(self, scope: str, member_id: str, day: date, channel: str = "") -> bool:
-        """True when the member is new to the scope (a rejoin after leaving is not new)."""
-        stmt = (
-            self._insert(ScopeMember)
-            .values(scope=scope, member_id=member_id, joined_on=day, channel=channel)
-            .on_conflict_do_nothing(index_elements=["scope", "member_id"])
-            .returning(_table(ScopeMember).c.member_id)
-        )
-        if (await self.session.execute(stmt)).first() is not None:
-            return True
-        await self.session.execute(
-            update(ScopeMember)
-            .where(ScopeMember.scope == scope, ScopeMember.member_id == member_id)
-            .values(left_on=None)
-        )
-        return False
-
-    async def leave_scope(self, scope: str, member_id: str, day: date) -> bool:
-        result = await self.session.execute(
-            update(ScopeMember)
-            .where(
-                ScopeMember.scope == scope,
-                ScopeMember.member_id == member_id,
-                ScopeMember.left_on.is_(None),
-            )
-            .values(left_on=day)
-        )
-        return bool(getattr(result, "rowcount", 0))
 
     async def scopes_of(self, member_id: str) -> list[str]:
         rows = await self.session.scalars(
@@ -166,9 +164,93 @@ class RollupRepository:
         await self.session.execute(
             update(PostStats).where(PostStats.author_id == member_id).values(author_id=surrogate)
         )
-        await self.session.execute(delete(StaffMember).where(StaffMember.member_id == member_id))
+        await RawEventRepository(self.session).rekey(member_id, surrogate)
+        await self.forget_staff(member_id)
         # A cached segment snapshot must not keep the id either.
         await self.session.execute(
             delete(SegmentMember).where(SegmentMember.member_id == member_id)
         )
         return True
+
+    async def forget_staff(self, member_id: str) -> None:
+        await self.session.execute(delete(StaffMember).where(StaffMember.member_id == member_id))
+
+    async def clear_derived(self) -> None:
+        for model in DERIVED:
+            await self.session.execute(delete(model))
+
+
+class RawEventRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def rekey(self, member_id: str, key: str) -> None:
+        """Replace the member's id by ``key`` in every stored event naming them."""
+        table = _table(RawEvent)
+        columns = (table.c.event_id, table.c.type, table.c.subject, table.c.data)
+        naming = or_(table.c.member_id == member_id, table.c.related_id == member_id)
+        while True:  # a rewritten row no longer names the member: page until none is left
+            rows = (
+                await self.session.execute(
+                    select(*columns, table.c.member_id, table.c.related_id)
+                    .where(naming)
+                    .limit(REKEY_PAGE)
+                )
+            ).mappings()
+            scrubbed = [scrub(dict(row), {member_id: key}) for row in rows]
+            if not scrubbed:
+                return
+            await self.session.execute(update(RawEvent), scrubbed)
+
+    async def count(self) -> int:
+        return int(await self.session.scalar(select(func.count()).select_from(RawEvent)) or 0)
+
+    async def page(self, after: tuple[datetime, str] | None, limit: int) -> list[RawEvent]:
+        """The next stored events in event-time order (ties by id), after ``after``."""
+        query = select(RawEvent).order_by(RawEvent.time, RawEvent.event_id).limit(limit)
+        if after is not None:
+            query = query.where(tuple_(RawEvent.time, RawEvent.event_id) > after)
+        return list(await self.session.scalars(query))
+
+    async def events_applied(self) -> int:
+        """How many events the rollups say they hold (their freshness row)."""
+        return int(await self.session.scalar(select(Freshness.events_applied)) or 0)
+
+
+class RebuildRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def create(self, rebuild: Rebuild) -> Rebuild:
+        self.session.add(rebuild)
+        await self.session.flush()
+        return rebuild
+
+    async def get(self, rebuild_id: str) -> Rebuild | None:
+        return await self.session.get(Rebuild, rebuild_id)
+
+    async def page(self, after: tuple[datetime, str] | None, limit: int) -> list[Rebuild]:
+        """Newest first."""
+        query = select(Rebuild).order_by(Rebuild.started_at.desc(), Rebuild.id.desc())
+        if after is not None:
+            query = query.where(tuple_(Rebuild.started_at, Rebuild.id) < after)
+        return list(await self.session.scalars(query.limit(limit)))
+
+    async def progress(self, rebuild_id: str, done: int) -> None:
+        await self.session.execute(
+            update(Rebuild).where(Rebuild.id == rebuild_id).values(events_done=done)
+        )
+
+    async def finish(self, rebuild_id: str, state: str, error: str | None = None) -> None:
+        await self.session.execute(
+            update(Rebuild)
+            .where(Rebuild.id == rebuild_id, Rebuild.state == "running")
+            .values(state=state, error=error, finished_at=utcnow())
+        )
+
+    async def fail_running(self, error: str) -> None:
+        await self.session.execute(
+            update(Rebuild)
+            .where(Rebuild.state == "running")
+            .values(state="failed", error=error, finished_at=utcnow())
+        )

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
+
+from shared.web import json_integer
 
 
 class MemberGrowth(BaseModel):
@@ -185,3 +188,35 @@ class ContentMetrics(BaseModel):
     interaction_rate: float | None = Field(description="interactions / views.")
     views_via_share: int
     as_of: datetime | None
+
+
+class RebuildCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    force: StrictBool = Field(
+        False,
+        description="Rebuild even when the rollups hold events the raw store does not "
+        "(applied before it existed): those are dropped.",
+    )
+    batch_size: Annotated[int, Field(ge=1, le=5000), BeforeValidator(json_integer)] = Field(
+        500, description="Events replayed per transaction (and per progress step)."
+    )
+
+
+class RebuildRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    state: Literal["running", "succeeded", "failed"]
+    events_total: int = Field(description="Events in the raw store when it started.")
+    events_done: int = Field(description="Events replayed so far.")
+    batch_size: int
+    requested_by: str
+    started_at: datetime
+    finished_at: datetime | None
+    error: str | None
+
+
+class RebuildPage(BaseModel):
+    items: list[RebuildRead]
+    next_cursor: str | None

@@ -14,7 +14,8 @@ from services.analytics.engagement import (
     ratio,
     resolve_period,
 )
-from services.analytics.ingest import CAMPAIGN_STEP_EVENTS, CAMPAIGN_STEPS, PLATFORM
+from services.analytics.ingest import CAMPAIGN_STEP_EVENTS, CAMPAIGN_STEPS
+from services.analytics.models import PLATFORM
 from services.analytics.periods import (
     MAU_DAYS,
     WAU_DAYS,
@@ -37,6 +38,7 @@ from services.analytics.schemas import (
     PostingHour,
     SeriesPoint,
 )
+from services.analytics.windows import ACTIVE, VIEWER, VIEWERS, distinct_members
 from shared.errors import NotFound, Unprocessable
 
 DEFAULT_TIMEZONE = "Asia/Shanghai"
@@ -52,6 +54,7 @@ COUNTERS = [
     "checkins",
     "actions",
     "active_members",
+    VIEWERS,
 ]
 
 
@@ -98,6 +101,10 @@ def summed(daily: dict[date, dict[str, int]], period: Period) -> dict[str, int]:
     return totals
 
 
+def per_day(daily: dict[date, dict[str, int]], metric: str) -> dict[date, int]:
+    return {day: values.get(metric, 0) for day, values in daily.items()}
+
+
 def day_start(day: date) -> datetime:
     return datetime.combine(day, time(), tzinfo=UTC)
 
@@ -107,20 +114,56 @@ class AnalyticsService(EngagementMetrics):
         """The daily growth counter alone (kept for the outbox pipeline benchmark)."""
         await GrowthRepository(session).count_registration(registered_at.date())
 
-    async def _figures(
+    async def _distinct(
         self,
         q: MetricsQueries,
         scope: str,
+        periods: list[Period],
+        daily: dict[date, dict[str, int]],
+    ) -> list[dict[str, int]]:
+        """Active members, WAU, MAU and reach of each period.
+
+        Unfiltered: from the counters kept at ingest (windows.py), a bounded read whatever
+        the number of members. A segment filters members, so it reads per-member rows.
+        """
+        result: list[dict[str, int]] = []
+        if q.segment_id is None:
+            windows = [w for p in periods for w in (p, p.trailing(WAU_DAYS), p.trailing(MAU_DAYS))]
+            active = await distinct_members(
+                q.session, scope, ACTIVE, windows, per_day(daily, "active_members")
+            )
+            reach = await distinct_members(
+                q.session, scope, VIEWER, periods, per_day(daily, VIEWERS)
+            )
+            for n in range(len(periods)):
+                result.append(
+                    {
+                        "active_members": active[3 * n],
+                        "wau": active[3 * n + 1],
+                        "mau": active[3 * n + 2],
+                        "reach": reach[n],
+                    }
+                )
+            return result
+        for period in periods:
+            mau_window, wau_window = period.trailing(MAU_DAYS), period.trailing(WAU_DAYS)
+            active_n, wau, mau = await q.distinct_active_since(
+                scope, period.end, [period.start, wau_window.start, mau_window.start]
+            )
+            reach_n = await q.distinct_step_members(scope, "post.viewed", period)
+            result.append({"active_members": active_n, "wau": wau, "mau": mau, "reach": reach_n})
+        return result
+
+    def _figures(
+        self,
         period: Period,
         daily: dict[date, dict[str, int]],
         total_members: int,
+        distinct: dict[str, int],
     ) -> dict[str, float]:
         c = summed(daily, period)
-        mau_window, wau_window = period.trailing(MAU_DAYS), period.trailing(WAU_DAYS)
-        active, wau, mau = await q.distinct_active_since(
-            scope, period.end, [period.start, wau_window.start, mau_window.start]
-        )
-        dau_in_mau_window = summed(daily, mau_window)["active_members"]
+        mau = distinct["mau"]
+        dau_in_mau_window = summed(daily, period.trailing(MAU_DAYS))["active_members"]
         interactions = sum(c[name] for name in INTERACTIONS)
         return {
             "new_members": c["new_members"],
@@ -128,10 +171,10 @@ class AnalyticsService(EngagementMetrics):
             "erased": c["erased"],
             "net_members": c["new_members"] - c["left"] - c["erased"],
             "total_members": total_members,
-            "active_members": active,
+            "active_members": distinct["active_members"],
             "dau": daily.get(period.end, {}).get("active_members", 0),
             "avg_dau": round(c["active_members"] / period.days, 2),
-            "wau": wau,
+            "wau": distinct["wau"],
             "mau": mau,
             "stickiness": ratio(dau_in_mau_window / MAU_DAYS, mau) or 0.0,
             "posts": c["posts"],
@@ -143,7 +186,7 @@ class AnalyticsService(EngagementMetrics):
             "interactions_per_post": ratio(interactions, c["posts"], 2) or 0.0,
             "views": c["views"],
             "interaction_rate": ratio(interactions, c["views"]) or 0.0,
-            "reach": await q.distinct_step_members(scope, "post.viewed", period),
+            "reach": distinct["reach"],
             "views_via_share": c["views_via_share"],
             "checkins": c["checkins"],
             "actions": c["actions"],
@@ -176,8 +219,9 @@ class AnalyticsService(EngagementMetrics):
             total = await q.members_on(scope, period.end)
         in_period = summed(daily, period)
         before_total = total - (in_period["new_members"] - in_period["left"] - in_period["erased"])
-        now = await self._figures(q, scope, period, daily, total)
-        before = await self._figures(q, scope, previous, daily, before_total)
+        distinct_now, distinct_before = await self._distinct(q, scope, [period, previous], daily)
+        now = self._figures(period, daily, total, distinct_now)
+        before = self._figures(previous, daily, before_total, distinct_before)
         figures = {
             name: Figure(
                 value=value, previous=before[name], change_pct=change_pct(value, before[name])
@@ -226,12 +270,17 @@ class AnalyticsService(EngagementMetrics):
         per_event: bool = True,
     ) -> list[SeriesPoint]:
         points: list[SeriesPoint] = []
-        for bucket in buckets(period, granularity):
+        periods = buckets(period, granularity)
+        if granularity is Granularity.DAY:
+            active = [summed(daily, bucket)["active_members"] for bucket in periods]
+        elif q.segment_id is None:
+            active = await distinct_members(
+                q.session, scope, ACTIVE, periods, per_day(daily, "active_members")
+            )
+        else:
+            active = [await q.distinct_active(scope, bucket) for bucket in periods]
+        for bucket, active_n in zip(periods, active, strict=True):
             sums = summed(daily, bucket)
-            if granularity is Granularity.DAY:
-                active = sums["active_members"]
-            else:
-                active = await q.distinct_active(scope, bucket)
             points.append(
                 SeriesPoint(
                     start=bucket.start,
@@ -240,7 +289,7 @@ class AnalyticsService(EngagementMetrics):
                     left=sums["left"],
                     erased=sums["erased"],
                     net=sums["new_members"] - sums["left"] - sums["erased"],
-                    active_members=active,
+                    active_members=active_n,
                     posts=sums["posts"] if per_event else None,
                     interactions=sum(sums[name] for name in INTERACTIONS) if per_event else None,
                     views=sums["views"] if per_event else None,

@@ -6,7 +6,7 @@ from datetime import date, timedelta
 
 from sqlalchemy import Table, select
 
-from services.analytics.models import Base
+from services.analytics.models import Base, ScopeMember
 from shared.events.contracts import campaigns, content, members
 from shared.events.contracts.members import MemberLeftCommunity
 from tests.analytics.conftest import MONDAY, Analytics, at, new_id
@@ -58,6 +58,42 @@ async def test_community_growth_counts_joins_and_leaves(analytics: Analytics) ->
     figures = {name: f["value"] for name, f in body["figures"].items()}
     assert (figures["new_members"], figures["left"], figures["net_members"]) == (3, 1, 2)
     assert figures["total_members"] == 2
+
+
+async def test_joins_leaves_and_rejoins_in_one_batch_apply_in_order(analytics: Analytics) -> None:
+    club = await analytics.community()
+    stays, returns, goes = new_id(), new_id(), new_id()
+
+    def join(member: str, hour: int) -> members.MemberJoinedCommunity:
+        return members.MemberJoinedCommunity(
+            community_id=club, member_id=member, role="member", joined_at=at(MONDAY, hour)
+        )
+
+    def leave(member: str, hour: int) -> MemberLeftCommunity:
+        return MemberLeftCommunity(community_id=club, member_id=member, left_at=at(MONDAY, hour))
+
+    await analytics.apply(join(returns, 8))  # an earlier batch
+    await analytics.apply_batch(
+        [
+            join(stays, 9),
+            leave(returns, 9),
+            join(goes, 10),
+            join(returns, 11),  # back again: not new, no longer left
+            leave(goes, 12),
+            join(stays, 13),  # a repeated join
+        ]
+    )
+    body = await analytics.get(
+        "/v1/metrics/overview", community_id=club, **{"from": MONDAY, "to": MONDAY}
+    )
+    figures = {name: f["value"] for name, f in body["figures"].items()}
+    assert (figures["new_members"], figures["left"]) == (3, 2)
+    async with analytics.runtime.db.session() as session:
+        rows = await session.execute(
+            select(ScopeMember.member_id, ScopeMember.left_on).where(ScopeMember.scope == club)
+        )
+        left_on = dict(rows.all())
+    assert left_on == {stays: None, returns: None, goes: MONDAY}
 
 
 async def test_dau_wau_mau_use_1_7_and_28_day_windows_and_views_do_not_count(
