@@ -225,3 +225,85 @@ def demo_command(
 ) -> None:
     """Fill a running platform with a believable brand community through its public API."""
     _fill_with_demo(url, seed=seed, members=members, active=active)
+
+
+analytics_app = typer.Typer(help="Analytics operations.", no_args_is_help=True)
+app.add_typer(analytics_app, name="analytics")
+
+
+@analytics_app.command("rebuild")
+def analytics_rebuild(
+    url: Annotated[str, typer.Option(help="Gateway (or analytics service) URL.")] = (
+        f"http://127.0.0.1:{GATEWAY_PORT}"
+    ),
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="COMMUNITY_TOKEN", help="An operator's bearer token."),
+    ] = None,
+    username: Annotated[str, typer.Option(help="Operator to sign in as without --token.")] = (
+        "admin"
+    ),
+    password: Annotated[
+        str | None, typer.Option(envvar="COMMUNITY_ADMIN_PASSWORD", help="Their password.")
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option(min=1, max=5000, help="Events replayed per transaction.")
+    ] = 500,
+    force: Annotated[
+        bool, typer.Option(help="Rebuild even if the rollups hold events the store lacks.")
+    ] = False,
+    poll_s: Annotated[float, typer.Option(min=0.05, help="Seconds between progress polls.")] = 0.5,
+) -> None:
+    """Rebuild the analytics rollups from the raw event store, showing its progress."""
+    import time
+
+    import httpx
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from shared.settings import LOCAL_ADMIN_PASSWORD
+
+    def fail(response: httpx.Response) -> None:
+        try:
+            detail = response.json().get("detail") or response.text
+        except ValueError:
+            detail = response.text
+        console.print(f"[red]{response.status_code}[/red] {detail}")
+        raise typer.Exit(1)
+
+    with httpx.Client(base_url=url, timeout=30.0) as client:
+        if token is None:
+            signed_in = client.post(
+                "/v1/auth/token",
+                data={"username": username, "password": password or LOCAL_ADMIN_PASSWORD},
+            )
+            if signed_in.status_code != 200:
+                fail(signed_in)
+            token = signed_in.json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        started = client.post(
+            "/v1/metrics/rebuilds",
+            json={"batch_size": batch_size, "force": force},
+            headers=headers,
+        )
+        if started.status_code != 202:
+            fail(started)
+        rebuild = started.json()
+        columns = (*Progress.get_default_columns()[:1], BarColumn(), MofNCompleteColumn())
+        with Progress(*columns, TimeElapsedColumn(), console=console) as progress:
+            bar = progress.add_task("rebuilding rollups", total=rebuild["events_total"])
+            while True:
+                progress.update(bar, completed=rebuild["events_done"])
+                if rebuild["state"] != "running":
+                    break
+                time.sleep(poll_s)
+                polled = client.get(f"/v1/metrics/rebuilds/{rebuild['id']}", headers=headers)
+                if polled.status_code != 200:
+                    fail(polled)
+                rebuild = polled.json()
+    if rebuild["state"] != "succeeded":
+        console.print(f"[red]rebuild {rebuild['id']} failed:[/red] {rebuild['error']}")
+        raise typer.Exit(1)
+    console.print(
+        f"[green]rebuilt[/green] the rollups from {rebuild['events_done']} events "
+        f"(rebuild {rebuild['id']})"
+    )
