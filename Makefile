@@ -29,8 +29,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 $(BROWSER):
 	$(SUDO) apt-get install -y chromium || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
 
+# Two workers: most tests wait on brokers and databases, not on the cores.
 unit: $(STAMP) $(BROWSER)
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadgroup
 
 test: lint types unit
 

@@ -53,6 +53,18 @@ def pytest_report_header() -> str:
     return f"database lanes: {', '.join(LANES)}"
 
 
+# Tests that start the platform as processes, fire thousands of requests or fuzz a whole
+# API: `make test` (pytest-xdist, --dist loadgroup) runs them one after another on one
+# worker while the other worker takes the rest, so two of them never compete for the cores.
+HEAVY = ("tests/e2e/", "tests/chaos/", "tests/fuzz/", "tests/campaigns/test_flash_sale.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid.startswith(HEAVY):
+            item.add_marker(pytest.mark.xdist_group("heavy"))
+
+
 @pytest.fixture(scope="session", params=LANES)
 def db_lane(request: pytest.FixtureRequest) -> str:
     lane: str = request.param
