@@ -6,7 +6,7 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Table, delete, func, or_, select, tuple_, update
+from sqlalchemy import Table, delete, func, literal, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.analytics.models import (
@@ -142,7 +142,11 @@ class RollupRepository:
         )
 
     async def mark_staff(self, member_id: str) -> None:
-        stmt = self._insert(StaffMember).values(member_id=member_id)
+        """Remember a staff author, unless erased: a late post must not bring the id back."""
+        erased = select(ErasedMember.member_id).where(ErasedMember.member_id == member_id)
+        stmt = self._insert(StaffMember).from_select(
+            ["member_id"], select(literal(member_id)).where(~erased.exists())
+        )
         await self.session.execute(stmt.on_conflict_do_nothing(index_elements=["member_id"]))
 
     async def erase(self, member_id: str, at: datetime) -> bool:

@@ -6,7 +6,7 @@ from datetime import date, timedelta
 
 from sqlalchemy import Table, select
 
-from services.analytics.models import Base, ScopeMember
+from services.analytics.models import Base, ScopeMember, StaffMember
 from shared.events.contracts import campaigns, content, members
 from shared.events.contracts.members import MemberLeftCommunity
 from tests.analytics.conftest import MONDAY, Analytics, at, new_id
@@ -238,6 +238,18 @@ async def test_erasure_unlinks_the_member_and_keeps_the_counts(analytics: Analyt
     content_metrics = await analytics.get(f"/v1/metrics/content/{post}")
     assert content_metrics["author_id"] is None or content_metrics["author_id"] != member
     assert content_metrics["reach"] == 1
+
+
+async def test_a_staff_post_after_the_erasure_does_not_bring_the_id_back(
+    analytics: Analytics,
+) -> None:
+    member = new_id()
+    await analytics.register(at(D), member=member)
+    await analytics.erase(member, at(D + timedelta(days=1)))
+    await analytics.publish(member, "c1", at(D + timedelta(days=2)), kind="staff")
+    async with analytics.runtime.db.session() as session:
+        staff = (await session.scalars(select(StaffMember.member_id))).all()
+    assert member not in staff
 
 
 async def test_answers_say_up_to_which_event_time_they_are_complete(analytics: Analytics) -> None:
