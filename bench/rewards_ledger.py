@@ -277,33 +277,36 @@ async def main() -> None:
             print(base.line())
             print(ceiling.line(base))
             print(ours.line(base))
-            p50, p95, p99 = percentiles(ours.latencies_ms)
-            rows.add(
-                lane=label,
-                what=f"spends via POST /v1/redemptions, {args.spends} x {args.concurrency} "
+
+            def row(result: Result, what: str, unit: str, **verdict: Any) -> None:
+                p50, p95, p99 = percentiles(result.latencies_ms)
+                rows.add(
+                    lane=label,
+                    what=what,
+                    figure=result.rate,
+                    unit=unit,
+                    baseline="raw UPDATE balance + INSERT entry per spend, same workers",
+                    baseline_figure=base.rate,
+                    p50_ms=p50,
+                    p95_ms=p95,
+                    p99_ms=p99,
+                    **verdict,
+                )
+
+            p99 = percentiles(ours.latencies_ms)[2]
+            row(
+                ours,
+                f"spends via POST /v1/redemptions, {args.spends} x {args.concurrency} "
                 f"workers over {args.members} members (ASGI in process)",
-                figure=ours.rate,
-                unit="spends/s",
-                baseline="raw UPDATE balance + INSERT entry per spend, same workers",
-                baseline_figure=base.rate,
-                p50_ms=p50,
-                p95_ms=p95,
-                p99_ms=p99,
+                "spends/s",
                 target=">= 1,000 spends/s, p99 < 50 ms (PostgreSQL)",
                 met=ours.rate >= 1000 and p99 < 50 if label == "postgresql" else None,
             )
-            p50, p95, p99 = percentiles(ceiling.latencies_ms)
-            rows.add(
-                lane=label,
-                what=f"ceiling of the stack: GET /healthz (no database), {args.spends} x "
+            row(
+                ceiling,
+                f"ceiling of the stack: GET /healthz (no database), {args.spends} x "
                 f"{args.concurrency} workers, same app and client",
-                figure=ceiling.rate,
-                unit="req/s",
-                baseline="raw UPDATE balance + INSERT entry per spend, same workers",
-                baseline_figure=base.rate,
-                p50_ms=p50,
-                p95_ms=p95,
-                p99_ms=p99,
+                "req/s",
             )
 
         async def events(url: str) -> None:

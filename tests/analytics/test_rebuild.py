@@ -257,21 +257,21 @@ def _data(row: Any) -> dict[str, Any]:
     return data
 
 
-async def many_events(analytics: Analytics, n: int) -> None:
-    await analytics.apply_batch(
-        [
-            campaigns.CampaignCheckedIn(
-                campaign_id="camp",
-                community_id="c1",
-                member_id=new_id(),
-                day=D,
-                streak=1,
-                total=1,
-                checked_in_at=at(D, 8),
-            )
-            for _ in range(n)
-        ]
+def checkin(hour: int) -> campaigns.CampaignCheckedIn:
+    """A first check-in on day ``D`` by a new member."""
+    return campaigns.CampaignCheckedIn(
+        campaign_id="camp",
+        community_id="c1",
+        member_id=new_id(),
+        day=D,
+        streak=1,
+        total=1,
+        checked_in_at=at(D, hour),
     )
+
+
+async def many_events(analytics: Analytics, n: int) -> None:
+    await analytics.apply_batch([checkin(8) for _ in range(n)])
 
 
 async def test_a_second_rebuild_while_one_runs_is_a_409(analytics: Analytics) -> None:
@@ -316,22 +316,7 @@ async def test_live_events_wait_for_a_running_rebuild_and_are_applied_once(
         )
         assert started.status_code == 202
         location = started.headers["location"]
-        late = [
-            record_of(
-                campaigns.CampaignCheckedIn(
-                    campaign_id="camp",
-                    community_id="c1",
-                    member_id=new_id(),
-                    day=D,
-                    streak=1,
-                    total=1,
-                    checked_in_at=at(D, 9),
-                ),
-                subject="camp",
-                offset=n,
-            )
-            for n in range(3)
-        ]
+        late = [record_of(checkin(9), subject="camp", offset=n) for n in range(3)]
         # The consumer's own batch path: rolled back and retried while the rebuild runs.
         delivery = asyncio.create_task(analytics.runtime.consumer.handle_batch(late))
         progress = await eventually(
