@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -19,6 +20,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.middleware import Middleware
 from starlette.responses import Response
 
 from shared import idempotency
@@ -173,12 +175,14 @@ def create_service_app(
     on_startup: Iterable[LifecycleHook] = (),
     on_shutdown: Iterable[LifecycleHook] = (),
     run_background: bool = True,
+    middleware: Sequence[Middleware] = (),
     **fastapi_options: Any,
 ) -> FastAPI:
     """Build a service's FastAPI app.
 
     ``run_background=False`` leaves the relay, the consumer and the scheduled
-    ``jobs`` off, so tests can drive them by hand.
+    ``jobs`` off, so tests can drive them by hand. ``middleware`` runs inside the
+    request context and the body-size limit, just before routing.
     """
     runtime = build_runtime(settings, subscriptions)
     hooks = list(on_startup)
@@ -197,10 +201,15 @@ def create_service_app(
             runtime.spawn(_housekeeping(runtime), "housekeeping")
             for job in jobs:
                 runtime.spawn(run_forever(runtime.db, job), f"job:{job.name}")
+        # What startup built (modules, metadata, the app) stays out of the collector's scans:
+        # a full collection over it stopped the process for 70-80 ms, a whole request's p99.
+        gc.freeze()
         log.info("%s ready on %s:%s", settings.service_name, settings.host, settings.port)
         try:
             yield
         finally:
+            # Many apps start and stop in one test process: hand their objects back.
+            gc.unfreeze()
             # Uvicorn has already drained HTTP (stopped listening, finished in-flight requests).
             loop = asyncio.get_running_loop()
             deadline = loop.time() + shutdown_budget(settings)[1]
@@ -224,6 +233,8 @@ def create_service_app(
     app.state.runtime = runtime
     app.state.tokens = runtime.tokens
     install_error_handlers(app)
+    for inner in reversed(middleware):  # each add wraps the ones before it
+        app.add_middleware(inner.cls, *inner.args, **inner.kwargs)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, service=settings.service_name)
     for router in routers:

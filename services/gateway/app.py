@@ -9,11 +9,12 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.middleware import Middleware
 from starlette.responses import Response
 
 from services.gateway.api import router
 from services.gateway.openapi import MergedOpenAPI
-from services.gateway.proxy import ROUTES, Gateway
+from services.gateway.proxy import Gateway, ProxyPaths
 from services.gateway.ratelimit import rate_limiter
 from services.gateway.service import gateway_service
 from services.gateway.settings import GatewaySettings
@@ -30,7 +31,6 @@ DESCRIPTION = (
     "POSTs that create or spend honour `Idempotency-Key`. Events: `/v1/events/catalog`."
 )
 log = logging.getLogger(__name__)
-PROXIED_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 def create_app(settings: GatewaySettings | None = None, *, run_background: bool = True) -> FastAPI:
@@ -57,6 +57,8 @@ def create_app(settings: GatewaySettings | None = None, *, run_background: bool 
         on_startup=[bootstrap_admin],
         on_shutdown=[close_gateway],
         run_background=run_background,
+        # The services' paths bypass FastAPI's routing; OPTIONS goes upstream too.
+        middleware=[Middleware(ProxyPaths, gateway=gateway)],
         openapi_url=None,
         docs_url=None,
         redoc_url=None,
@@ -82,15 +84,6 @@ def create_app(settings: GatewaySettings | None = None, *, run_background: bool 
     async def events_catalog() -> dict[str, Any]:
         """AsyncAPI 3.0 catalogue of every domain event (CloudEvents, structured JSON)."""
         return build_catalog()
-
-    async def proxy(request: Request) -> Response:
-        return await gateway.forward(request, get_runtime(request))
-
-    # One route per upstream prefix, so a wrong method on the gateway's own paths is a 405 with
-    # their ``Allow``; OPTIONS goes upstream too, where the service answers with its own.
-    for prefix in (p for p in ROUTES if p.startswith("/v1/")):
-        for path in (prefix, prefix + "/{rest:path}"):
-            app.add_api_route(path, proxy, methods=PROXIED_METHODS, include_in_schema=False)
 
     @app.get("/dashboard", include_in_schema=False)
     @app.get("/dashboard/static/{asset}", include_in_schema=False)

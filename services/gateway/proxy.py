@@ -10,24 +10,40 @@ short-lived one minted here.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import timedelta
 
 import httpx
 from fastapi import Request
 from starlette.background import BackgroundTask
 from starlette.responses import Response, StreamingResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.gateway.ratelimit import RateLimiter
 from services.gateway.service import gateway_service
 from services.gateway.settings import UPSTREAMS, GatewaySettings
-from services.gateway.upstream import UpstreamTransport
+from services.gateway.upstream import (
+    Content,
+    PooledUpstream,
+    Reply,
+    Upstream,
+    UpstreamTransport,
+)
 from shared.app import ServiceRuntime
 from shared.auth import API_KEY_PREFIX, Principal, Role, bearer_token
-from shared.errors import DomainError, NotFound, RateLimited, ServiceUnavailable, Unauthorized
+from shared.errors import (
+    DomainError,
+    NotFound,
+    RateLimited,
+    ServiceUnavailable,
+    Unauthorized,
+    domain_problem,
+)
 from shared.observability import REQUEST_ID_HEADER, request_id_var, traceparent_var
+from shared.web import get_runtime
 
 MEMBER_SIGN_IN_SCOPE = "members:authenticate"
+REQUEST_ID_RAW = REQUEST_ID_HEADER.encode()
 
 # Longest prefix first is not needed: prefixes never nest across services.
 ROUTES: dict[str, str] = {
@@ -71,7 +87,6 @@ HOP_BY_HOP = frozenset(
         "host",
     }
 )
-HOP_BY_HOP_RAW = frozenset(h.encode() for h in HOP_BY_HOP)
 # Headers the gateway sets itself; what a client sends under these names is dropped.
 GATEWAY_SETS = frozenset(
     {
@@ -85,6 +100,9 @@ GATEWAY_SETS = frozenset(
         "x-forwarded-host",
     }
 )
+HOP_BY_HOP_RAW = frozenset(h.encode() for h in HOP_BY_HOP)
+NOT_FORWARDED_RAW = frozenset(h.encode() for h in HOP_BY_HOP | GATEWAY_SETS)
+PROXIED_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 PARTNER_TOKEN_TTL = timedelta(minutes=5)
 # Idle upstream connections are dropped before uvicorn's own 5 s keep-alive closes them, so a
 # request rarely goes out on a connection the service is closing.
@@ -98,12 +116,19 @@ class GatewayTimeout(DomainError):
     status, code, title = 504, "upstream-timeout", "Upstream timed out"
 
 
-def _small_length(header: str | None) -> int | None:
+def _small_length(header: bytes | None) -> int | None:
     """A declared body length small enough to hold in memory, else None."""
     if header is None or not header.isdigit():
         return None
     length = int(header)
     return length if length <= BUFFER_MAX_BYTES else None
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
 
 
 class _Relayed(Response):
@@ -118,29 +143,33 @@ class _Relayed(Response):
         self.raw_headers = raw_headers
 
 
-async def _buffered(upstream: httpx.Response, service: str) -> Response:
+def _passed_on(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    return [(k, v) for k, v in ((k.lower(), v) for k, v in headers) if k not in HOP_BY_HOP_RAW]
+
+
+async def _buffered(reply: Reply, service: str) -> Response:
     """A small upstream reply read whole: no streaming machinery for a 2 kB JSON body."""
     try:
         # Raw bytes: the client gets the body exactly as encoded, like the streamed path.
-        body = b"".join([chunk async for chunk in upstream.aiter_raw()])
+        body = b"".join([chunk async for chunk in reply.body])
     except httpx.TimeoutException as exc:
         raise GatewayTimeout(f"The {service} service did not answer in time") from exc
     except (httpx.RemoteProtocolError, httpx.NetworkError) as exc:
         raise ServiceUnavailable(f"The {service} service closed the connection") from exc
     finally:
-        await upstream.aclose()
-    headers = [
-        (name, value)
-        for name, value in ((k.lower(), v) for k, v in upstream.headers.raw)
-        if name not in HOP_BY_HOP_RAW
-    ]
-    return _Relayed(body, upstream.status_code, headers)
+        await reply.body.aclose()
+    return _Relayed(body, reply.status, _passed_on(reply.headers))
 
 
 def service_for(path: str) -> str | None:
-    for prefix, service in ROUTES.items():
+    prefix = prefix_for(path)
+    return None if prefix is None else ROUTES[prefix]
+
+
+def prefix_for(path: str) -> str | None:
+    for prefix in ROUTES:
         if path == prefix or path.startswith(prefix + "/"):
-            return service
+            return prefix
     return None
 
 
@@ -155,11 +184,14 @@ class Gateway:
             connect=settings.upstream_connect_timeout_s,
             pool=settings.upstream_connect_timeout_s,
         )
+        pool = UpstreamTransport(keepalive_expiry_s=KEEPALIVE_EXPIRY_S)
+        # The proxy's path, and an httpx client for the gateway's own calls, on one pool.
+        self.upstreams: dict[str, Upstream] = {
+            name: PooledUpstream(pool, settings.upstream_url(name), timeout) for name in UPSTREAMS
+        }
         self.clients = {
             name: httpx.AsyncClient(
-                base_url=settings.upstream_url(name),
-                timeout=timeout,
-                transport=UpstreamTransport(keepalive_expiry_s=KEEPALIVE_EXPIRY_S),
+                base_url=settings.upstream_url(name), timeout=timeout, transport=pool
             )
             for name in UPSTREAMS
         }
@@ -255,47 +287,46 @@ class Gateway:
         )
 
     async def forward(self, request: Request, runtime: ServiceRuntime) -> Response:
-        path = request.url.path
+        scope = request.scope
+        path: str = scope["path"]
         service = service_for(path)
         if service is None:
             raise NotFound(f"No route for {path}")
         principal = await self.admit(request, runtime)
         if principal is None and (request.method, path) not in PUBLIC_ROUTES:
             raise Unauthorized("This endpoint needs a bearer token or an API key")
-        headers = [
-            (k, v)
-            for k, v in request.headers.items()
-            if k not in HOP_BY_HOP and k not in GATEWAY_SETS
+        # ASGI headers arrive as lower-case bytes: passed on as they are.
+        received: list[tuple[bytes, bytes]] = scope["headers"]
+        headers = [(k, v) for k, v in received if k not in NOT_FORWARDED_RAW]
+        client_host = request.client.host if request.client else ""
+        headers += [
+            (REQUEST_ID_RAW, (request_id_var.get() or "").encode()),
+            (b"traceparent", (traceparent_var.get() or "").encode()),
+            (b"x-forwarded-for", client_host.encode()),
+            (b"x-forwarded-proto", scope["scheme"].encode()),
         ]
-        headers.append((REQUEST_ID_HEADER, request_id_var.get() or ""))
-        headers.append(("traceparent", traceparent_var.get() or ""))
-        headers.append(("x-forwarded-for", request.client.host if request.client else ""))
-        headers.append(("x-forwarded-proto", request.url.scheme))
         if principal is not None:
-            headers.append(
-                ("authorization", f"Bearer {self.forwarded_token(request, principal, runtime)}")
-            )
-        length = _small_length(request.headers.get("content-length"))
-        content: bytes | AsyncIterator[bytes] | None = None
-        if length is not None and "transfer-encoding" not in request.headers:
+            token = self.forwarded_token(request, principal, runtime)
+            headers.append((b"authorization", b"Bearer " + token.encode()))
+        declared = _header(received, b"content-length")
+        streamed = _header(received, b"transfer-encoding") is not None
+        content: Content = None
+        chunked = False
+        if _small_length(declared) is not None and not streamed:
             content = await request.body()
-        elif "content-length" in request.headers or "transfer-encoding" in request.headers:
+        elif declared is not None or streamed:
             content = request.stream()
-        client = self.clients[service]
+            if declared is None or streamed:
+                chunked = True
+                headers.append((b"transfer-encoding", b"chunked"))
         # The path as the client encoded it: decoded, a %1F would be an invalid URL upstream.
-        raw_path = (request.scope.get("raw_path") or path.encode()).split(b"?", 1)[0]
-        upstream_request = client.build_request(
-            request.method,
-            httpx.URL(raw_path.decode("ascii", "replace")),
-            params=request.url.query,
-            headers=headers,
-            content=content,
-        )
-        # Straight to the client's transport (its pool, or whatever a test mounted): the client's
-        # own send() adds a cookie jar the gateway must not keep and a third of the proxy's CPU.
-        transport = client._transport_for_url(upstream_request.url)
+        target: bytes = (scope.get("raw_path") or path.encode()).split(b"?", 1)[0]
+        if query := scope["query_string"]:
+            target += b"?" + query
         try:
-            upstream = await transport.handle_async_request(upstream_request)
+            reply = await self.upstreams[service].send(
+                scope["method"].encode(), target, headers, content, chunked=chunked
+            )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             error = ServiceUnavailable(f"The {service} service is not reachable right now")
             error.headers["Retry-After"] = "1"
@@ -305,14 +336,63 @@ class Gateway:
         except (httpx.RemoteProtocolError, httpx.NetworkError) as exc:
             # An upstream that dies mid-request resets the connection (ReadError/WriteError).
             raise ServiceUnavailable(f"The {service} service closed the connection") from exc
-        if _small_length(upstream.headers.get("content-length")) is not None:
-            return await _buffered(upstream, service)
-        response_headers = {
-            k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP
-        }
-        return StreamingResponse(
-            upstream.aiter_raw(),
-            status_code=upstream.status_code,
-            headers=response_headers,
-            background=BackgroundTask(upstream.aclose),
+        if _small_length(_header(reply.headers, b"content-length")) is not None:
+            return await _buffered(reply, service)
+        response = StreamingResponse(
+            reply.body, status_code=reply.status, background=BackgroundTask(reply.body.aclose)
         )
+        response.raw_headers = _passed_on(reply.headers)
+        return response
+
+
+class MethodNotAllowed(DomainError):
+    status, code, title = 405, "method-not-allowed", "Method Not Allowed"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.headers["Allow"] = ", ".join(PROXIED_METHODS)
+
+
+@dataclass(frozen=True)
+class ProxiedRoute:
+    """The route template the request metrics label a proxied request with."""
+
+    path: str
+
+
+PROXIED_ROUTES = {
+    prefix: (ProxiedRoute(prefix), ProxiedRoute(prefix + "/{rest:path}"))
+    for prefix in ROUTES
+    if prefix.startswith("/v1/")
+}
+
+
+class ProxyPaths:
+    """ASGI middleware: a service's public paths go straight to ``Gateway.forward``.
+
+    Sent through FastAPI, a proxied request cost more in route matching, dependency
+    solving and exception middleware than in the forwarding itself. It runs inside the
+    request context and body-size limit; the gateway's own routes go on to the app, and
+    an unexpected error still reaches the app's 500 handler.
+    """
+
+    def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
+        self.app = app
+        self.gateway = gateway
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        prefix = prefix_for(path) if scope["type"] == "http" else None
+        routes = PROXIED_ROUTES.get(prefix) if prefix is not None else None
+        if routes is None:
+            await self.app(scope, receive, send)
+            return
+        scope["route"] = routes[0] if path == prefix else routes[1]
+        request = Request(scope, receive)
+        try:
+            if scope["method"] not in PROXIED_METHODS:
+                raise MethodNotAllowed(f"{scope['method']} is not allowed on {path}")
+            response = await self.gateway.forward(request, get_runtime(request))
+        except DomainError as exc:
+            response = domain_problem(exc, path)
+        await response(scope, receive, send)

@@ -1,11 +1,14 @@
-"""The gateway's connections to the services: keep-alive HTTP/1.1 as an httpx transport.
+"""The gateway's connections to the services: keep-alive HTTP/1.1, requests as raw bytes.
 
 httpx's default transport (httpcore, h11, anyio) spent over a third of the gateway's CPU
 per proxied request: a readability syscall per pooled connection on every checkout,
-pure-Python HTTP parsing and several layers of stream wrappers. This transport keeps
-what the proxy needs: a LIFO pool of idle connections per service, the response parsed
-by httptools (the parser uvicorn uses), bodies streamed with back-pressure, and the same
-httpx exceptions and timeouts, so callers and tests see an ordinary ``httpx.AsyncClient``.
+pure-Python HTTP parsing and several layers of stream wrappers; building an
+``httpx.Request`` (three URL parses, header normalising) cost another third. This module
+keeps what the proxy needs: a LIFO pool of idle connections per service, requests written
+from the bytes the proxy already holds, the response parsed by httptools (the parser
+uvicorn uses), bodies streamed with back-pressure, and httpx's exceptions and timeouts.
+The pool is also an httpx transport, so the gateway's own calls (sign-in, OpenAPI) use an
+ordinary ``httpx.AsyncClient`` on the same connections.
 """
 
 from __future__ import annotations
@@ -13,13 +16,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncIterator
-from typing import cast
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from typing import NamedTuple, Protocol, cast
 
 import httptools
 import httpx
 
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+SAFE_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS"})
 # Stop reading from the socket while this much body waits for the client to take it.
 HIGH_WATER_BYTES = 1024 * 1024
 
@@ -133,7 +136,20 @@ class _Connection(asyncio.Protocol):
         return chunk
 
 
-class _Body(httpx.AsyncByteStream):
+# What a request body may be: bytes, or pieces of it as they arrive.
+Content = bytes | Iterable[bytes] | AsyncIterable[bytes] | None
+
+
+class Outgoing(NamedTuple):
+    head: bytes  # request line and headers, encoded
+    content: Content
+    chunked: bool
+    safe: bool  # may be retried on a fresh connection
+
+
+class Body(httpx.AsyncByteStream):
+    """A reply's body as it arrives; closing it hands the connection back to the pool."""
+
     def __init__(self, pool: UpstreamTransport, conn: _Connection, read_s: float | None) -> None:
         self._pool = pool
         self._conn: _Connection | None = conn
@@ -152,6 +168,12 @@ class _Body(httpx.AsyncByteStream):
             self._pool.release(conn)
 
 
+class Reply(NamedTuple):
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: httpx.AsyncByteStream  # raw bytes as they arrive; ``aclose`` when done
+
+
 def _timeouts(request: httpx.Request) -> tuple[float | None, float | None]:
     timeout = request.extensions.get("timeout") or {}
     return timeout.get("connect"), timeout.get("read")
@@ -163,6 +185,10 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
     Idle connections are dropped after ``keepalive_expiry_s``, before uvicorn's own 5 s
     keep-alive closes them, so a request rarely goes out on a connection being closed; a
     reused connection found closed is retried once on a new one for safe methods.
+
+    ``send`` takes the request as raw bytes (what the proxy already holds, no URL parsing or
+    header normalising); ``handle_async_request`` adapts an ``httpx.Request`` to it, so the
+    transport also serves an ordinary ``httpx.AsyncClient``.
     """
 
     def __init__(self, *, max_idle: int = 50, keepalive_expiry_s: float = 2.0) -> None:
@@ -172,18 +198,55 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
         self._open: set[_Connection] = set()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        connect_s, read_s = _timeouts(request)
         url = request.url
-        address = (url.host, url.port or (443 if url.scheme == "https" else 80))
         if url.scheme != "http":
             raise httpx.UnsupportedProtocol("the gateway reaches services over plain http")
+        headers = list(request.headers.raw)
+        if "host" not in request.headers:
+            headers.insert(0, (b"host", url.netloc))
+        connect_s, read_s = _timeouts(request)
+        reply = await self.send(
+            (url.host, url.port or 80),
+            request.method.encode(),
+            url.raw_path,
+            headers,
+            cast(Content, request.stream),
+            chunked=request.headers.get("transfer-encoding", "").lower() == "chunked",
+            connect_s=connect_s,
+            read_s=read_s,
+        )
+        return httpx.Response(
+            reply.status,
+            headers=reply.headers,
+            stream=reply.body,
+            extensions={"http_version": b"HTTP/1.1"},
+        )
+
+    async def send(
+        self,
+        address: tuple[str, int],
+        method: bytes,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        content: Content,
+        *,
+        chunked: bool = False,
+        connect_s: float | None = None,
+        read_s: float | None = None,
+    ) -> Reply:
+        """One request on a pooled connection; ``headers`` must hold ``host``."""
+        head = [method, b" ", target, b" HTTP/1.1\r\n"]
+        for name, value in headers:
+            head += (name, b": ", value, b"\r\n")
+        head.append(b"\r\n")
+        request = Outgoing(b"".join(head), content, chunked, safe=method in SAFE_METHODS)
         conn, reused = await self._checkout(address, connect_s)
         try:
             return await self._exchange(conn, request, read_s)
         except httpx.RemoteProtocolError:
             # A reused connection the service closed just now: once more on a fresh one, for
             # safe methods only (a POST the service did act on must not run twice).
-            if not (reused and request.method in SAFE_METHODS):
+            if not (reused and request.safe):
                 raise
         conn, _ = await self._checkout(address, connect_s, fresh=True)
         return await self._exchange(conn, request, read_s)
@@ -210,24 +273,15 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
         self._open.add(conn)
         return conn, False
 
-    async def _exchange(
-        self, conn: _Connection, request: httpx.Request, read_s: float | None
-    ) -> httpx.Response:
+    async def _exchange(self, conn: _Connection, request: Outgoing, read_s: float | None) -> Reply:
         assert conn.transport is not None
         conn.begin()
         if conn.closed:
             self._open.discard(conn)
             raise httpx.RemoteProtocolError("the service closed the connection")
-        chunked = request.headers.get("transfer-encoding", "").lower() == "chunked"
-        head = [request.method.encode(), b" ", request.url.raw_path, b" HTTP/1.1\r\n"]
-        if "host" not in request.headers:
-            head.append(b"host: " + request.url.netloc + b"\r\n")
-        for name, value in request.headers.raw:
-            head += (name, b": ", value, b"\r\n")
-        head.append(b"\r\n")
-        conn.transport.write(b"".join(head))
+        conn.transport.write(request.head)
         try:
-            await self._send_body(conn, request.stream, chunked)
+            await self._send_body(conn, request.content, request.chunked)
             if conn.head is None:
                 raise httpx.RemoteProtocolError("no response")
             async with asyncio.timeout(read_s):
@@ -240,24 +294,20 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
             conn.close()
             self._open.discard(conn)
             raise
-        if request.method == "HEAD":
+        if request.head.startswith(b"HEAD "):
             # The parser cannot know a HEAD reply has no body: the connection is not reused.
             conn.complete = True
             conn.close()
-        return httpx.Response(
-            conn.parser.get_status_code(),
-            headers=conn.headers,
-            stream=_Body(self, conn, read_s),
-            extensions={"http_version": b"HTTP/1.1"},
-        )
+        return Reply(conn.parser.get_status_code(), conn.headers, Body(self, conn, read_s))
 
-    async def _send_body(self, conn: _Connection, stream: object, chunked: bool) -> None:
-        assert conn.transport is not None
-        if isinstance(stream, httpx.ByteStream):
-            for chunk in stream:
+    async def _send_body(self, conn: _Connection, content: Content, chunked: bool) -> None:
+        if isinstance(content, bytes):
+            self._write(conn, content, chunked)
+        elif isinstance(content, AsyncIterable):
+            async for chunk in content:
                 self._write(conn, chunk, chunked)
-        elif isinstance(stream, httpx.AsyncByteStream):
-            async for chunk in stream:
+        elif content is not None:
+            for chunk in content:
                 self._write(conn, chunk, chunked)
         if chunked:
             self._write(conn, b"0\r\n\r\n", chunked=False)
@@ -294,3 +344,74 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
             conn.close()
         self._open.clear()
         self._idle.clear()
+
+
+class Upstream(Protocol):
+    """A service the proxy forwards to: a request as raw bytes in, its reply out."""
+
+    async def send(
+        self,
+        method: bytes,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        content: Content,
+        *,
+        chunked: bool,
+    ) -> Reply: ...
+
+
+class PooledUpstream:
+    """A service at ``base_url`` reached over the pool's keep-alive connections."""
+
+    def __init__(self, pool: UpstreamTransport, base_url: str, timeout: httpx.Timeout) -> None:
+        url = httpx.URL(base_url)
+        if url.scheme != "http":
+            raise ValueError(f"the gateway reaches services over plain http, not {base_url}")
+        self._pool = pool
+        self._address = (url.host, url.port or 80)
+        self._host = (b"host", url.netloc)
+        self._connect_s = timeout.connect
+        self._read_s = timeout.read
+
+    async def send(
+        self,
+        method: bytes,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        content: Content,
+        *,
+        chunked: bool,
+    ) -> Reply:
+        return await self._pool.send(
+            self._address,
+            method,
+            target,
+            [self._host, *headers],
+            content,
+            chunked=chunked,
+            connect_s=self._connect_s,
+            read_s=self._read_s,
+        )
+
+
+class ClientUpstream:
+    """Any ``httpx.AsyncClient`` as an upstream, e.g. one on a service app in process."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self._client = client
+
+    async def send(
+        self,
+        method: bytes,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        content: Content,
+        *,
+        chunked: bool,
+    ) -> Reply:
+        request = self._client.build_request(
+            method.decode(), target.decode("ascii"), headers=headers, content=content
+        )
+        response = await self._client.send(request, stream=True)
+        assert isinstance(response.stream, httpx.AsyncByteStream)  # an async client's
+        return Reply(response.status_code, response.headers.raw, response.stream)

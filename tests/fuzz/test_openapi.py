@@ -33,7 +33,9 @@ from services.campaigns.settings import CampaignsSettings
 from services.content.app import create_app as create_content
 from services.content.settings import ContentSettings
 from services.gateway.app import create_app as create_gateway
+from services.gateway.proxy import Gateway
 from services.gateway.settings import GatewaySettings
+from services.gateway.upstream import ClientUpstream
 from services.members.app import create_app as create_members
 from services.members.settings import MembersSettings
 from services.rewards.app import create_app as create_rewards
@@ -183,10 +185,12 @@ def gateway_app(tmp: Path) -> FastAPI:
     limits = {"rate_limit_per_min": 10**9, "anonymous_rate_limit_per_min": 10**9}
     settings = GatewaySettings.model_validate(_sqlite(tmp, "gateway") | limits)
     gateway = create_gateway(settings, run_background=False)
-    clients: dict[str, httpx.AsyncClient] = gateway.state.gateway.clients
+    proxy: Gateway = gateway.state.gateway
     for name, app in upstreams.items():
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        clients[name] = httpx.AsyncClient(transport=transport, base_url=f"http://{name}")
+        client = httpx.AsyncClient(transport=transport, base_url=f"http://{name}")
+        proxy.clients[name] = client
+        proxy.upstreams[name] = ClientUpstream(client)
     return with_lifespans(gateway, *upstreams.values())
 
 

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -15,6 +14,7 @@ from starlette.routing import Route
 
 from services.gateway.upstream import UpstreamTransport
 from shared.broker import free_port
+from tests.gateway.serving import serving
 
 BIG = 3 * 1024 * 1024
 
@@ -63,17 +63,8 @@ APP = Starlette(
 
 @pytest.fixture
 async def server() -> AsyncIterator[str]:
-    port = free_port()
-    config = uvicorn.Config(APP, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    service = uvicorn.Server(config)
-    task = asyncio.create_task(service.serve())
-    for _ in range(1000):  # uvicorn offers no event for "listening"
-        if service.started:
-            break
-        await asyncio.sleep(0.01)
-    yield f"http://127.0.0.1:{port}"
-    service.should_exit = True
-    await task
+    async with serving(APP) as url:
+        yield url
 
 
 @pytest.fixture
