@@ -251,14 +251,23 @@ class Clock:
         self.done = 0
         self.busy = 0.0  # seconds inside handle_batch (parse, inbox, handlers, commit)
         self.batches = 0
+        # This process's CPU seconds over the same span: what the other helpers' load on
+        # the machine moves far less than the wall clock (the database's CPU is not in it).
+        self.cpu_first = 0.0
+        self.cpu_last = 0.0
 
     def fetched(self) -> None:
         if self.first is None:
             self.first = time.perf_counter()
+            self.cpu_first = time.process_time()
 
     def finished(self, n: int) -> None:
         self.done += n
         self.last = time.perf_counter()
+        self.cpu_last = time.process_time()
+
+    def cpu_us_per_event(self) -> float:
+        return (self.cpu_last - self.cpu_first) / self.done * 1e6
 
     def rate(self) -> float:
         assert self.first is not None
@@ -363,6 +372,7 @@ async def ingest_via_broker(
         "ingest_ratio_vs_raw_consume": round(our_rate / raw_rate, 3),
         "ingest_batches": ours.batches,
         "ingest_share_in_handle_batch": round(ours.busy / (ours.last - (ours.first or 0)), 3),
+        "ingest_cpu_us_per_event": round(ours.cpu_us_per_event(), 1),
     }
 
 

@@ -15,12 +15,22 @@ from datetime import date, datetime
 from typing import Any
 
 from prometheus_client import Gauge
-from sqlalchemy import Table, bindparam, case, event, func, select
-from sqlalchemy.dialects import postgresql as pg
-from sqlalchemy.dialects import sqlite
+from sqlalchemy import bindparam, event, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from services.analytics.bulk import (
+    ADD,
+    EARLIEST,
+    LATEST,
+    NEW,
+    NEW_UNLESS_NULL,
+    insert_missing,
+    insert_new,
+    one_of,
+    table_of,
+    upsert,
+)
 from services.analytics.models import (
     PLATFORM,
     ActivityGap,
@@ -30,7 +40,6 @@ from services.analytics.models import (
     ErasedMember,
     Freshness,
     HourlyActivity,
-    MemberActivityDay,
     MemberEventDay,
     MemberScoreDay,
     PostStats,
@@ -39,7 +48,7 @@ from services.analytics.models import (
     ScopeMember,
 )
 from services.analytics.raw import ERASED_LATER, row_of, scrub
-from services.analytics.windows import ACTIVE, VIEWED, VIEWER, VIEWERS, gap_deltas, lock_gaps
+from services.analytics.windows import ACTIVE, VIEWED, VIEWER, VIEWERS, insert_days, lock_gaps
 from shared.consumer import ConsumedEvent
 from shared.db import utcnow
 
@@ -54,7 +63,6 @@ APPLIED_AT = Gauge(
     "When this replica last committed rollups (Unix seconds); minus the event's commit "
     "time in its producer, the event-to-metric freshness.",
 )
-CHUNK = 1000  # rows per statement: far below SQLite's bound-variable limit
 POST_COUNTERS = ("comments", "reactions", "shares", "answers", "views", "views_via_share")
 
 
@@ -140,58 +148,6 @@ async def flush(session: AsyncSession) -> None:
     await session.run_sync(_flush)
 
 
-def _table(model: Any) -> Table:
-    table = model.__table__
-    assert isinstance(table, Table)
-    return table
-
-
-def _insert(session: Session, model: Any) -> Any:
-    name = session.get_bind().dialect.name
-    return (pg.insert if name == "postgresql" else sqlite.insert)(_table(model))
-
-
-def _chunks(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    return [rows[i : i + CHUNK] for i in range(0, len(rows), CHUNK)]
-
-
-def _upsert(
-    session: Session, model: Any, rows: list[dict[str, Any]], keys: list[str], set_: Any
-) -> None:
-    if not rows:
-        return
-    stmt = _insert(session, model)
-    stmt = stmt.on_conflict_do_update(index_elements=keys, set_=set_(_table(model), stmt.excluded))
-    for chunk in _chunks(rows):
-        session.execute(stmt, chunk)
-
-
-def _insert_new(
-    session: Session, model: Any, rows: list[dict[str, Any]], keys: list[str]
-) -> list[Any]:
-    """Insert rows that are not there yet; returns the key tuples actually inserted."""
-    inserted: list[Any] = []
-    table = _table(model)
-    # Parameters, not a literal VALUES list: the statement compiles once and is cached
-    # (compiling a 1,000-row VALUES per batch cost more than running it).
-    stmt = (
-        _insert(session, model)
-        .on_conflict_do_nothing(index_elements=keys)
-        .returning(*(table.c[k] for k in keys))
-    )
-    for chunk in _chunks(rows):
-        inserted += [tuple(row) for row in session.execute(stmt, chunk)]
-    return inserted
-
-
-def _earliest(column: Any, new: Any) -> Any:
-    return case((new < column, new), else_=column)
-
-
-def _latest(column: Any, new: Any) -> Any:
-    return case((new > column, new), else_=column)
-
-
 def _flush(session: Session) -> None:
     buffer: RollupBuffer | None = session.info.pop(KEY, None)
     if buffer is None or (buffer.events == 0 and not buffer.raw):
@@ -200,7 +156,9 @@ def _flush(session: Session) -> None:
     erased: set[str] = {ERASED_LATER}
     if ids:
         erased |= set(
-            session.scalars(select(ErasedMember.member_id).where(ErasedMember.member_id.in_(ids)))
+            session.scalars(
+                select(ErasedMember.member_id).where(one_of(session, ErasedMember.member_id, ids))
+            )
         )
     _flush_raw(session, buffer, erased)
     if buffer.events == 0:
@@ -222,19 +180,16 @@ def _flush(session: Session) -> None:
     )
     if active_rows or view_rows:
         lock_gaps(session)
-    inserted = _insert_new(session, MemberActivityDay, active_rows, ["scope", "day", "member_id"])
+    inserted, active_gaps = insert_days(session, ACTIVE, active_rows)
     for scope, day, _ in inserted:
         buffer.counter(scope, day, "active_members")
-    gaps = {ACTIVE: gap_deltas(session, ACTIVE, inserted)}
     # A viewer-day inserted now is new reach; one already there only moves first/last.
-    viewed = _insert_new(
-        session, MemberEventDay, view_rows, ["scope", "event_type", "day", "member_id"]
-    )
-    for scope, _, day, member in viewed:
+    viewed, viewer_gaps = insert_days(session, VIEWER, view_rows)
+    for scope, day, member in viewed:
         buffer.counter(scope, day, VIEWERS)
         del steps[(scope, VIEWED, day, member)]
-    gaps[VIEWER] = gap_deltas(session, VIEWER, [(s, d, m) for s, _, d, m in viewed])
-    _upsert(
+    gaps = {ACTIVE: active_gaps, VIEWER: viewer_gaps}
+    upsert(
         session,
         ActivityGap,
         [
@@ -243,15 +198,15 @@ def _flush(session: Session) -> None:
             for (s, d, g), n in sorted(deltas.items())
         ],
         ["scope", "kind", "day", "gap"],
-        lambda t, x: {"members": t.c.members + x.members},
+        {"members": ADD},
     )
 
     _flush_memberships(session, buffer, erased)
     viewer_rows = [{"post_id": p, "member_id": m} for p, m in buffer.viewers if m not in erased]
-    for post_id, _ in _insert_new(session, PostViewer, viewer_rows, ["post_id", "member_id"]):
+    for post_id, _ in insert_new(session, PostViewer, viewer_rows, ["post_id", "member_id"]):
         buffer.posts[post_id].counts["reach"] += 1
 
-    _upsert(
+    upsert(
         session,
         DailyCounter,
         [
@@ -259,16 +214,16 @@ def _flush(session: Session) -> None:
             for (s, d, m, dim), v in buffer.counters.items()
         ],
         ["scope", "day", "metric", "dimension"],
-        lambda t, x: {"value": t.c.value + x.value},
+        {"value": ADD},
     )
-    _upsert(
+    upsert(
         session,
         HourlyActivity,
         [{"scope": s, "hour_start": h, "actions": v} for (s, h), v in buffer.hourly.items()],
         ["scope", "hour_start"],
-        lambda t, x: {"actions": t.c.actions + x.actions},
+        {"actions": ADD},
     )
-    _upsert(
+    upsert(
         session,
         MemberEventDay,
         [
@@ -276,12 +231,9 @@ def _flush(session: Session) -> None:
             for (s, e, d, m), (f, la) in steps.items()
         ],
         ["scope", "event_type", "day", "member_id"],
-        lambda t, x: {
-            "first_at": _earliest(t.c.first_at, x.first_at),
-            "last_at": _latest(t.c.last_at, x.last_at),
-        },
+        {"first_at": EARLIEST, "last_at": LATEST},
     )
-    _upsert(
+    upsert(
         session,
         MemberScoreDay,
         [
@@ -290,13 +242,10 @@ def _flush(session: Session) -> None:
             if m not in erased
         ],
         ["scope", "day", "member_id"],
-        lambda t, x: {
-            "initiated": t.c.initiated + x.initiated,
-            "received": t.c.received + x.received,
-        },
+        {"initiated": ADD, "received": ADD},
     )
     _flush_posts(session, buffer, erased)
-    _upsert(
+    upsert(
         session,
         CampaignMemberStep,
         [
@@ -305,21 +254,17 @@ def _flush(session: Session) -> None:
             if m not in erased
         ],
         ["campaign_id", "step", "member_id"],
-        lambda t, x: {"first_at": _earliest(t.c.first_at, x.first_at)},
+        {"first_at": EARLIEST},
     )
     assert buffer.as_of is not None
     session.info[COMMITTED_AS_OF] = buffer.as_of
     now = utcnow()
-    _upsert(
+    upsert(
         session,
         Freshness,
         [{"id": 1, "as_of": buffer.as_of, "applied_at": now, "events_applied": buffer.events}],
         ["id"],
-        lambda t, x: {
-            "as_of": _latest(t.c.as_of, x.as_of),
-            "applied_at": x.applied_at,
-            "events_applied": t.c.events_applied + x.events_applied,
-        },
+        {"as_of": LATEST, "applied_at": NEW, "events_applied": ADD},
     )
 
 
@@ -348,9 +293,7 @@ def _flush_raw(session: Session, buffer: RollupBuffer, erased: set[str]) -> None
         }
         for row in buffer.raw
     ]
-    stmt = _insert(session, RawEvent).on_conflict_do_nothing(index_elements=["event_id"])
-    for chunk in _chunks(rows):
-        session.execute(stmt, chunk)
+    insert_missing(session, RawEvent, rows, ["event_id"])
 
 
 def _flush_memberships(session: Session, buffer: RollupBuffer, erased: set[str]) -> None:
@@ -368,14 +311,14 @@ def _flush_memberships(session: Session, buffer: RollupBuffer, erased: set[str])
         {"scope": s, "member_id": m, "joined_on": day, "channel": channel}
         for (s, m), (_, day, channel) in sorted(joins.items())
     ]
-    new = set(_insert_new(session, ScopeMember, rows, ["scope", "member_id"]))
+    new = set(insert_new(session, ScopeMember, rows, ["scope", "member_id"]))
     rejoined = []
     for (scope, member), (_, day, channel) in joins.items():
         if (scope, member) in new:
             _joined(buffer, scope, day, channel)
         else:
             rejoined.append({"s": scope, "m": member})
-    table = _table(ScopeMember)
+    table = table_of(ScopeMember)
     rejoin = (
         table.update()
         .where(table.c.scope == bindparam("s"), table.c.member_id == bindparam("m"))
@@ -389,7 +332,7 @@ def _flush_memberships(session: Session, buffer: RollupBuffer, erased: set[str])
         for op, day, channel in sequence:
             if op == "join":
                 row = {"scope": scope, "member_id": member, "joined_on": day, "channel": channel}
-                if _insert_new(session, ScopeMember, [row], ["scope", "member_id"]):
+                if insert_new(session, ScopeMember, [row], ["scope", "member_id"]):
                     _joined(buffer, scope, day, channel)
                 else:
                     session.execute(rejoin, [{"s": scope, "m": member}])
@@ -405,12 +348,12 @@ def _flush_memberships(session: Session, buffer: RollupBuffer, erased: set[str])
             )
             if getattr(left, "rowcount", 0):
                 buffer.counter(scope, day, "left")
-    _upsert(
+    upsert(
         session,
         DailyMemberGrowth,
         [{"day": day, "registered": n} for day, n in sorted(buffer.registrations.items())],
         ["day"],
-        lambda t, x: {"registered": t.c.registered + x.registered},
+        {"registered": ADD},
     )
 
 
@@ -424,17 +367,16 @@ def _flush_posts(session: Session, buffer: RollupBuffer, erased: set[str]) -> No
         counts = {name: delta.counts.get(name, 0) for name in (*POST_COUNTERS, "reach")}
         rows.append({"post_id": post_id, "community_id": delta.community_id, **facts, **counts})
     # Facts arrive with post.published only; a NULL in the new row keeps what is there.
-    _upsert(
+    upsert(
         session,
         PostStats,
         rows,
         ["post_id"],
-        lambda t, x: {
-            **{
-                name: func.coalesce(x[name], t.c[name])
-                for name in ("author_id", "author_kind", "post_type", "published_at")
-            },
-            **{name: t.c[name] + x[name] for name in (*POST_COUNTERS, "reach")},
+        {
+            **dict.fromkeys(
+                ("author_id", "author_kind", "post_type", "published_at"), NEW_UNLESS_NULL
+            ),
+            **dict.fromkeys((*POST_COUNTERS, "reach"), ADD),
         },
     )
 

@@ -1,60 +1,57 @@
 """What the analytics service subscribes to: ``{event type: handler}``.
 
-Each handler only unpacks its contract model and hands the facts to ``Ingest``. The
-consumer runs them through ``recorded``: past the rebuild gate, and with the event
-kept in the raw store in the same transaction. A rebuild replays the raw store
-through ``HANDLERS`` themselves: one definition of every metric.
+Each handler only unpacks its contract model and hands the facts to ``Ingest``, which
+adds them to the batch's rollup buffer (buffer.py writes it with one statement per table
+when the transaction commits). Every event type shares one ``Batched`` subscription, so
+the consumer hands a whole fetch to ``ingest_events`` in one call: past the rebuild gate
+once, each event kept in the raw store, then applied in order. A rebuild replays the raw
+store through ``apply_events`` itself: one definition of every metric.
 """
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.analytics import gate
-from services.analytics.buffer import buffer_of
 from services.analytics.ingest import Ingest
-from shared.consumer import ConsumedEvent, Handler
+from shared.consumer import Batched, ConsumedEvent
 from shared.events.contracts import campaigns, content, members, rewards
 
-
-async def on_member_registered(session: AsyncSession, event: ConsumedEvent) -> None:
-    data: members.MemberRegistered = event.data
-    await Ingest(session).registered(data.member_id, data.channel, data.registered_at)
+FactHandler = Callable[[Ingest, Any], Awaitable[None]]
 
 
-async def on_member_erased(session: AsyncSession, event: ConsumedEvent) -> None:
-    data: members.MemberErased = event.data
-    await Ingest(session).erased(data.member_id, data.erased_at)
+async def on_member_registered(ingest: Ingest, data: members.MemberRegistered) -> None:
+    await ingest.registered(data.member_id, data.channel, data.registered_at)
 
 
-async def on_member_referred(session: AsyncSession, event: ConsumedEvent) -> None:
-    data: members.MemberReferred = event.data
-    Ingest(session).action(
+async def on_member_erased(ingest: Ingest, data: members.MemberErased) -> None:
+    await ingest.erased(data.member_id, data.erased_at)
+
+
+async def on_member_referred(ingest: Ingest, data: members.MemberReferred) -> None:
+    ingest.action(
         "member.referred", data.member_id, None, data.referred_at, active=False, counter="referrals"
     )
 
 
-async def on_community_created(session: AsyncSession, event: ConsumedEvent) -> None:
-    data: members.CommunityCreated = event.data
-    await Ingest(session).community_created(data.community_id, data.timezone, data.created_at)
+async def on_community_created(ingest: Ingest, data: members.CommunityCreated) -> None:
+    await ingest.community_created(data.community_id, data.timezone, data.created_at)
 
 
-async def on_member_joined_community(session: AsyncSession, event: ConsumedEvent) -> None:
-    data: members.MemberJoinedCommunity = event.data
-    await Ingest(session).joined_community(data.community_id, data.member_id, data.joined_at)
+async def on_member_joined_community(ingest: Ingest, data: members.MemberJoinedCommunity) -> None:
+    await ingest.joined_community(data.community_id, data.member_id, data.joined_at)
 
 
-async def on_member_left_community(session: AsyncSession, event: ConsumedEvent) -> None:
-    data: members.MemberLeftCommunity = event.data
-    await Ingest(session).left_community(data.community_id, data.member_id, data.left_at)
+async def on_member_left_community(ingest: Ingest, data: members.MemberLeftCommunity) -> None:
+    await ingest.left_community(data.community_id, data.member_id, data.left_at)
 
 
-async def on_post_published(session: AsyncSession, event: ConsumedEvent) -> None:
-    data: content.PostPublished = event.data
-    await Ingest(session).post_published(
+async def on_post_published(ingest: Ingest, data: content.PostPublished) -> None:
+    await ingest.post_published(
         data.post_id,
         data.community_id,
         data.author_id,
@@ -64,9 +61,8 @@ async def on_post_published(session: AsyncSession, event: ConsumedEvent) -> None
     )
 
 
-async def on_comment_created(session: AsyncSession, event: ConsumedEvent) -> None:
-    data: content.CommentCreated = event.data
-    Ingest(session).interaction(
+async def on_comment_created(ingest: Ingest, data: content.CommentCreated) -> None:
+    ingest.interaction(
         "comment.created",
         data.post_id,
         data.community_id,
@@ -78,9 +74,8 @@ async def on_comment_created(session: AsyncSession, event: ConsumedEvent) -> Non
     )
 
 
-async def on_reaction_added(session: AsyncSession, event: ConsumedEvent) -> None:
-    data: content.ReactionAdded = event.data
-    Ingest(session).interaction(
+async def on_reaction_added(ingest: Ingest, data: content.ReactionAdded) -> None:
+    ingest.interaction(
         "reaction.added",
         data.post_id,
         data.community_id,
@@ -92,9 +87,8 @@ async def on_reaction_added(session: AsyncSession, event: ConsumedEvent) -> None
     )
 
 
-async def on_post_shared(session: AsyncSession, event: ConsumedEvent) -> None:
-    data: content.PostShared = event.data
-    Ingest(session).interaction(
+async def on_post_shared(ingest: Ingest, data: content.PostShared) -> None:
+    ingest.interaction(
         "post.shared",
         data.post_id,
         data.community_id,
@@ -107,9 +101,8 @@ async def on_post_shared(session: AsyncSession, event: ConsumedEvent) -> None:
     )
 
 
-async def on_post_viewed(session: AsyncSession, event: ConsumedEvent) -> None:
-    data: content.PostViewed = event.data
-    Ingest(session).viewed(
+async def on_post_viewed(ingest: Ingest, data: content.PostViewed) -> None:
+    ingest.viewed(
         data.post_id,
         data.community_id,
         data.member_id,
@@ -118,25 +111,22 @@ async def on_post_viewed(session: AsyncSession, event: ConsumedEvent) -> None:
     )
 
 
-async def on_poll_voted(session: AsyncSession, event: ConsumedEvent) -> None:
-    data: content.PollVoted = event.data
-    await _answer(session, "poll.voted", data, data.member_id, data.voted_at)
+async def on_poll_voted(ingest: Ingest, data: content.PollVoted) -> None:
+    await _answer(ingest, "poll.voted", data, data.member_id, data.voted_at)
 
 
-async def on_quiz_answered(session: AsyncSession, event: ConsumedEvent) -> None:
-    data: content.QuizAnswered = event.data
-    await _answer(session, "quiz.answered", data, data.member_id, data.answered_at)
+async def on_quiz_answered(ingest: Ingest, data: content.QuizAnswered) -> None:
+    await _answer(ingest, "quiz.answered", data, data.member_id, data.answered_at)
 
 
-async def on_survey_answered(session: AsyncSession, event: ConsumedEvent) -> None:
-    data: content.SurveyAnswered = event.data
-    await _answer(session, "survey.answered", data, data.member_id, data.answered_at)
+async def on_survey_answered(ingest: Ingest, data: content.SurveyAnswered) -> None:
+    await _answer(ingest, "survey.answered", data, data.member_id, data.answered_at)
 
 
 async def _answer(
-    session: AsyncSession, event_type: str, data: content.PostEvent, member_id: str, at: datetime
+    ingest: Ingest, event_type: str, data: content.PostEvent, member_id: str, at: datetime
 ) -> None:
-    Ingest(session).interaction(
+    ingest.interaction(
         event_type,
         data.post_id,
         data.community_id,
@@ -147,9 +137,7 @@ async def _answer(
     )
 
 
-async def on_campaign_checked_in(session: AsyncSession, event: ConsumedEvent) -> None:
-    data: campaigns.CampaignCheckedIn = event.data
-    ingest = Ingest(session)
+async def on_campaign_checked_in(ingest: Ingest, data: campaigns.CampaignCheckedIn) -> None:
     ingest.action(
         "campaign.checked_in",
         data.member_id,
@@ -162,9 +150,8 @@ async def on_campaign_checked_in(session: AsyncSession, event: ConsumedEvent) ->
     )
 
 
-async def on_campaign_created(session: AsyncSession, event: ConsumedEvent) -> None:
-    data: campaigns.CampaignCreated = event.data
-    await Ingest(session).campaign_target(
+async def on_campaign_created(ingest: Ingest, data: campaigns.CampaignCreated) -> None:
+    await ingest.campaign_target(
         data.campaign_id,
         data.community_id,
         data.starts_at,
@@ -175,9 +162,8 @@ async def on_campaign_created(session: AsyncSession, event: ConsumedEvent) -> No
     )
 
 
-async def on_campaign_launched(session: AsyncSession, event: ConsumedEvent) -> None:
-    data: campaigns.CampaignLaunched = event.data
-    await Ingest(session).campaign_target(
+async def on_campaign_launched(ingest: Ingest, data: campaigns.CampaignLaunched) -> None:
+    await ingest.campaign_target(
         data.campaign_id,
         data.community_id,
         data.starts_at,
@@ -187,37 +173,29 @@ async def on_campaign_launched(session: AsyncSession, event: ConsumedEvent) -> N
     )
 
 
-async def on_campaign_joined(session: AsyncSession, event: ConsumedEvent) -> None:
-    data: campaigns.CampaignJoined = event.data
-    Ingest(session).campaign_progress(
-        "campaign.joined", data.campaign_id, data.member_id, data.joined_at
-    )
+async def on_campaign_joined(ingest: Ingest, data: campaigns.CampaignJoined) -> None:
+    ingest.campaign_progress("campaign.joined", data.campaign_id, data.member_id, data.joined_at)
 
 
-async def on_campaign_entry_submitted(session: AsyncSession, event: ConsumedEvent) -> None:
-    data: campaigns.CampaignEntrySubmitted = event.data
-    Ingest(session).campaign_progress(
+async def on_campaign_entry_submitted(
+    ingest: Ingest, data: campaigns.CampaignEntrySubmitted
+) -> None:
+    ingest.campaign_progress(
         "campaign.entry_submitted", data.campaign_id, data.member_id, data.submitted_at
     )
 
 
-async def on_campaign_voted(session: AsyncSession, event: ConsumedEvent) -> None:
-    data: campaigns.CampaignVoted = event.data
-    Ingest(session).campaign_progress(
-        "campaign.voted", data.campaign_id, data.voter_id, data.voted_at
-    )
+async def on_campaign_voted(ingest: Ingest, data: campaigns.CampaignVoted) -> None:
+    ingest.campaign_progress("campaign.voted", data.campaign_id, data.voter_id, data.voted_at)
 
 
-async def on_campaign_completed(session: AsyncSession, event: ConsumedEvent) -> None:
-    data: campaigns.CampaignCompleted = event.data
-    Ingest(session).campaign_progress(
+async def on_campaign_completed(ingest: Ingest, data: campaigns.CampaignCompleted) -> None:
+    ingest.campaign_progress(
         "campaign.completed", data.campaign_id, data.member_id, data.completed_at
     )
 
 
-async def on_campaign_reward_granted(session: AsyncSession, event: ConsumedEvent) -> None:
-    data: campaigns.CampaignRewardGranted = event.data
-    ingest = Ingest(session)
+async def on_campaign_reward_granted(ingest: Ingest, data: campaigns.CampaignRewardGranted) -> None:
     ingest.action(
         "campaign.reward_granted",
         data.member_id,
@@ -231,9 +209,8 @@ async def on_campaign_reward_granted(session: AsyncSession, event: ConsumedEvent
     )
 
 
-async def on_points_earned(session: AsyncSession, event: ConsumedEvent) -> None:
-    data: rewards.PointsEarned = event.data
-    Ingest(session).action(
+async def on_points_earned(ingest: Ingest, data: rewards.PointsEarned) -> None:
+    ingest.action(
         "points.earned",
         data.member_id,
         None,
@@ -244,11 +221,9 @@ async def on_points_earned(session: AsyncSession, event: ConsumedEvent) -> None:
     )
 
 
-async def on_coupon_redeemed(session: AsyncSession, event: ConsumedEvent) -> None:
-    data: rewards.CouponRedeemed = event.data
+async def on_coupon_redeemed(ingest: Ingest, data: rewards.CouponRedeemed) -> None:
     if data.member_id is None:  # redeemed at a till without a member: a count only
         return
-    ingest = Ingest(session)
     ingest.action(
         "coupon.redeemed",
         data.member_id,
@@ -261,9 +236,8 @@ async def on_coupon_redeemed(session: AsyncSession, event: ConsumedEvent) -> Non
         ingest.campaign_steps("coupon.redeemed", data.campaign_id, data.member_id, data.redeemed_at)
 
 
-async def on_reward_redeemed(session: AsyncSession, event: ConsumedEvent) -> None:
-    data: rewards.RewardRedeemed = event.data
-    Ingest(session).action(
+async def on_reward_redeemed(ingest: Ingest, data: rewards.RewardRedeemed) -> None:
+    ingest.action(
         "reward.redeemed",
         data.member_id,
         None,
@@ -273,9 +247,8 @@ async def on_reward_redeemed(session: AsyncSession, event: ConsumedEvent) -> Non
     )
 
 
-async def on_tier_changed(session: AsyncSession, event: ConsumedEvent) -> None:
-    data: rewards.TierChanged = event.data
-    Ingest(session).action(
+async def on_tier_changed(ingest: Ingest, data: rewards.TierChanged) -> None:
+    ingest.action(
         "tier.changed",
         data.member_id,
         None,
@@ -286,7 +259,7 @@ async def on_tier_changed(session: AsyncSession, event: ConsumedEvent) -> None:
     )
 
 
-HANDLERS: dict[str, Handler] = {
+HANDLERS: dict[str, FactHandler] = {
     "member.registered": on_member_registered,
     "member.erased": on_member_erased,
     "member.referred": on_member_referred,
@@ -316,14 +289,31 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
-def recorded(handler: Handler) -> Handler:
-    @functools.wraps(handler)
-    async def apply(session: AsyncSession, event: ConsumedEvent) -> None:
-        await gate.enter(session)
-        buffer_of(session).record(event)
-        await handler(session, event)
+async def apply_events(
+    session: AsyncSession, events: Sequence[ConsumedEvent], *, record: bool = False
+) -> None:
+    """Apply events to the rollups in their order; ``record`` keeps each in the raw store.
 
-    return apply
+    An event is recorded just before it applies: an erasure writes what is buffered and
+    events after it in the batch are stored as events about an erased member.
+    """
+    ingest = Ingest(session)
+    for event in events:
+        handler = HANDLERS.get(event.envelope.type)
+        if handler is None:  # a type no longer subscribed to (a rebuild's old events)
+            continue
+        if record:
+            ingest.buffer.record(event)
+        await handler(ingest, event.data)
 
 
-SUBSCRIPTIONS: dict[str, Handler] = {name: recorded(h) for name, h in HANDLERS.items()}
+async def ingest_events(session: AsyncSession, events: list[ConsumedEvent]) -> None:
+    """The consumer's run of events: one transaction, the gate entered once."""
+    await gate.enter(session)
+    await apply_events(session, events, record=True)
+
+
+INGEST = Batched(ingest_events)
+# One subscription object for every type: the consumer groups neighbours that share it,
+# so a fetch of mixed types is still one run.
+SUBSCRIPTIONS: dict[str, Batched] = dict.fromkeys(HANDLERS, INGEST)

@@ -39,6 +39,7 @@ from services.analytics.schemas import (
     Retention,
     TopContributors,
 )
+from services.analytics.windows import ACTIVE, distinct_members
 from shared.errors import Unprocessable
 
 MAX_ACTIVITY_DAYS = 366
@@ -116,6 +117,14 @@ class _Window:
         return len(self.counts)
 
 
+def _before(bucket: Period, granularity: Granularity) -> Period:
+    """The calendar bucket just before ``bucket`` (lifecycle's "previous")."""
+    return Period(
+        bucket_start(bucket.start - timedelta(days=1), granularity),
+        bucket.start - timedelta(days=1),
+    )
+
+
 class EngagementMetrics:
     async def as_of(self, session: AsyncSession) -> datetime | None:
         row = await MetricsQueries(session).freshness()
@@ -136,6 +145,107 @@ class EngagementMetrics:
         periods = buckets(period, granularity)
         first_previous = bucket_start(periods[0].start - timedelta(days=1), granularity)
         earliest = min(first_previous, period.start - timedelta(days=MAU_DAYS - 1))
+        if segment_id is None:
+            days, lifecycle = await self._activity_from_counters(
+                q, scope, period, periods, granularity, Period(earliest, period.end)
+            )
+        else:
+            days, lifecycle = await self._activity_of_members(
+                q, scope, period, periods, granularity, Period(earliest, period.end)
+            )
+        return Activity(
+            community_id=community_id,
+            segment_id=segment_id,
+            granularity=granularity.value,
+            period_from=period.start,
+            period_to=period.end,
+            as_of=await self.as_of(session),
+            days=days,
+            lifecycle=lifecycle,
+        )
+
+    async def _activity_from_counters(
+        self,
+        q: MetricsQueries,
+        scope: str,
+        period: Period,
+        periods: list[Period],
+        granularity: Granularity,
+        read: Period,
+    ) -> tuple[list[ActivityPoint], list[LifecyclePoint]]:
+        """From the rollups kept at ingest: member-days per day and the distinct counts of
+        windows (windows.py); only members who joined in the period are read one by one."""
+        daily = await q.daily_counters(scope, ["active_members"], read)
+        member_days = {day: values["active_members"] for day, values in daily.items()}
+        every_day = [period.start + timedelta(days=k) for k in range(period.days)]
+        befores = [_before(bucket, granularity) for bucket in periods]
+        windows = [
+            *(Period(day - timedelta(days=WAU_DAYS - 1), day) for day in every_day),
+            *(Period(day - timedelta(days=MAU_DAYS - 1), day) for day in every_day),
+            *periods,
+            *befores,
+            *(Period(b.start, bucket.end) for b, bucket in zip(befores, periods, strict=True)),
+        ]
+        counts = iter(await distinct_members(q.session, scope, ACTIVE, windows, member_days))
+        wau = [next(counts) for _ in every_day]
+        mau = [next(counts) for _ in every_day]
+        current, previous, either = ([next(counts) for _ in periods] for _ in range(3))
+        days = [
+            ActivityPoint(
+                day=day,
+                dau=member_days.get(day, 0),
+                wau=wau[n],
+                mau=mau[n],
+                stickiness=ratio(
+                    sum(member_days.get(day - timedelta(days=k), 0) for k in range(MAU_DAYS))
+                    / MAU_DAYS,
+                    mau[n],
+                ),
+            )
+            for n, day in enumerate(every_day)
+        ]
+        # New members are those who joined in the bucket and were active in it; some of
+        # them were active in the bucket before too (a community's public posts).
+        joined: dict[str, tuple[date, set[date]]] = {}
+        joined_in = Period(periods[0].start, periods[-1].end)
+        for member, joined_on, day in await q.joiners_active_days(scope, joined_in, read):
+            joined.setdefault(member, (joined_on, set()))[1].add(day)
+        by_join_day: dict[date, list[set[date]]] = defaultdict(list)
+        for joined_on, active_days in joined.values():
+            by_join_day[joined_on].append(active_days)
+        lifecycle: list[LifecyclePoint] = []
+        for n, (bucket, before) in enumerate(zip(periods, befores, strict=True)):
+            new = new_and_before = 0
+            for offset in range(bucket.days):
+                for active_days in by_join_day.get(bucket.start + timedelta(days=offset), ()):
+                    if any(bucket.start <= d <= bucket.end for d in active_days):
+                        new += 1
+                        new_and_before += any(before.start <= d <= before.end for d in active_days)
+            both = current[n] + previous[n] - either[n]  # active in the bucket and before it
+            returning = both - new_and_before
+            lifecycle.append(
+                LifecyclePoint(
+                    start=bucket.start,
+                    end=bucket.end,
+                    new=new,
+                    returning=returning,
+                    resurrecting=current[n] - new - returning,
+                    dormant=previous[n] - both,
+                )
+            )
+        return days, lifecycle
+
+    async def _activity_of_members(
+        self,
+        q: MetricsQueries,
+        scope: str,
+        period: Period,
+        periods: list[Period],
+        granularity: Granularity,
+        read: Period,
+    ) -> tuple[list[ActivityPoint], list[LifecyclePoint]]:
+        """From per-member rows: what a segment filter needs."""
+        earliest = read.start
         by_day: dict[date, set[str]] = defaultdict(set)
         for member, day in await q.activity_rows(scope, Period(earliest, period.end)):
             by_day[day].add(member)
@@ -176,10 +286,7 @@ class EngagementMetrics:
 
         lifecycle: list[LifecyclePoint] = []
         for bucket in periods:
-            before = Period(
-                bucket_start(bucket.start - timedelta(days=1), granularity),
-                bucket.start - timedelta(days=1),
-            )
+            before = _before(bucket, granularity)
             current, previous = active_in(bucket), active_in(before)
             joined = await q.joined_set(scope, bucket)
             new = current & joined
@@ -193,16 +300,7 @@ class EngagementMetrics:
                     dormant=len(previous - current),
                 )
             )
-        return Activity(
-            community_id=community_id,
-            segment_id=segment_id,
-            granularity=granularity.value,
-            period_from=period.start,
-            period_to=period.end,
-            as_of=await self.as_of(session),
-            days=days,
-            lifecycle=lifecycle,
-        )
+        return days, lifecycle
 
     async def funnel(
         self,

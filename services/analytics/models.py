@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Date, Float, Index, Integer, MetaData, String, Text
+from sqlalchemy import JSON, Date, Float, Index, Integer, MetaData, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import NAMING_CONVENTION, UtcDateTime
@@ -91,6 +91,17 @@ class MemberEventDay(Base):
     """The compact step table of funnels: first and last time per member, event type and day."""
 
     __tablename__ = "member_event_days"
+    # A member's viewer-days in order (windows.py: the neighbours of a new viewer-day).
+    __table_args__ = (
+        Index(
+            "ix_member_event_days_viewer",
+            "scope",
+            "member_id",
+            "day",
+            postgresql_where=text("event_type = 'post.viewed'"),
+            sqlite_where=text("event_type = 'post.viewed'"),
+        ),
+    )
 
     scope: Mapped[str] = mapped_column(String(36), primary_key=True)
     event_type: Mapped[str] = mapped_column(String(64), primary_key=True)

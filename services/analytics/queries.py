@@ -155,6 +155,30 @@ class MetricsQueries:
         )
         return [(member, day) for member, day in rows.all()]
 
+    async def joiners_active_days(
+        self, scope: str, joined: Period, active: Period
+    ) -> list[tuple[str, date, date]]:
+        """(member, joined on, active day) for members who joined the scope in ``joined``,
+        one row per active day of theirs in ``active``: bounded by the joiners, not by
+        everyone active."""
+        rows = await self.session.execute(
+            select(ScopeMember.member_id, ScopeMember.joined_on, MemberActivityDay.day)
+            .join(
+                MemberActivityDay,
+                and_(
+                    MemberActivityDay.scope == ScopeMember.scope,
+                    MemberActivityDay.member_id == ScopeMember.member_id,
+                ),
+            )
+            .where(
+                ScopeMember.scope == scope,
+                ScopeMember.joined_on.between(joined.start, joined.end),
+                MemberActivityDay.day.between(active.start, active.end),
+                *self.members(ScopeMember.member_id),
+            )
+        )
+        return [(member, joined_on, day) for member, joined_on, day in rows.all()]
+
     async def joined_set(self, scope: str, period: Period) -> set[str]:
         rows = await self.session.scalars(
             select(ScopeMember.member_id).where(
@@ -311,24 +335,10 @@ class MetricsQueries:
             )
         )
         joined: dict[str, date] = {str(m): d for m, d in joined_rows.all()}
-        active_rows = await self.session.execute(
-            select(MemberActivityDay.member_id, MemberActivityDay.day)
-            .join(
-                ScopeMember,
-                and_(
-                    ScopeMember.scope == MemberActivityDay.scope,
-                    ScopeMember.member_id == MemberActivityDay.member_id,
-                ),
-            )
-            .where(
-                MemberActivityDay.scope == scope,
-                ScopeMember.joined_on.between(cohorts.start, cohorts.end),
-                MemberActivityDay.day.between(cohorts.start, horizon),
-                *self.members(ScopeMember.member_id),
-            )
-        )
         active: dict[str, set[date]] = defaultdict(set)
-        for member, day in active_rows.all():
+        for member, _, day in await self.joiners_active_days(
+            scope, cohorts, Period(cohorts.start, horizon)
+        ):
             active[member].add(day)
         return joined, active
 

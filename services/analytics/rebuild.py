@@ -16,7 +16,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.analytics.consumers import HANDLERS
+from services.analytics.consumers import HANDLERS, apply_events
 from services.analytics.gate import RebuildLock, rebuild_alive
 from services.analytics.models import Rebuild
 from services.analytics.raw import replayed
@@ -108,13 +108,16 @@ class Rebuilds:
                     events = await RawEventRepository(session).page(after, batch_size)
                     if not events:
                         break
-                    for row in events:
-                        handler = HANDLERS.get(row.type)
-                        if handler is not None:  # a type no longer subscribed to: skipped
-                            event = replayed(
+                    await apply_events(
+                        session,
+                        [
+                            replayed(
                                 row.event_id, row.type, row.source, row.subject, row.time, row.data
                             )
-                            await handler(session, event)
+                            for row in events
+                            if row.type in HANDLERS  # a type no longer subscribed to: skipped
+                        ],
+                    )
                     done += len(events)
                     await RebuildRepository(session).progress(rebuild_id, done)
                 after = (events[-1].time, events[-1].event_id)

@@ -26,10 +26,18 @@ from datetime import date, timedelta
 from itertools import accumulate
 from typing import Any
 
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, func, literal, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from services.analytics.bulk import (
+    cached,
+    columns_of,
+    insert_new,
+    insert_rows,
+    is_postgres,
+    table_of,
+)
 from services.analytics.models import ActivityGap, DailyCounter, MemberActivityDay, MemberEventDay
 from services.analytics.periods import MAX_WINDOW_DAYS, Period
 
@@ -76,30 +84,97 @@ def _previous(days: list[date], day: date) -> date | None:
     return days[at - 1] if at else None
 
 
+def insert_days(
+    session: Session, kind: str, rows: list[dict[str, Any]]
+) -> tuple[list[tuple[str, date, str]], Counter[GapKey]]:
+    """Insert the member-day rows not there yet: the (scope, day, member) really inserted
+    (a replay inserts nothing), and how the gap counts move for them.
+
+    PostgreSQL: one statement inserts and, per inserted day, finds the member's nearest
+    days before and after it that were there already (the statement's snapshot predates
+    its own insert), within the longest window. Those and the batch's new days are all
+    ``gap_changes`` needs (tests/analytics/test_ingest.py proves it against every day).
+    SQLite: insert, then read the members' days around the new ones.
+    """
+    if not rows:
+        return [], Counter()
+    if not is_postgres(session):
+        model = MemberActivityDay if kind == ACTIVE else MemberEventDay
+        keys = list(table_of(model).primary_key.columns.keys())
+        # The keys end (..., day, member_id) in both tables.
+        written = [(key[0], key[-2], key[-1]) for key in insert_new(session, model, rows, keys)]
+        return written, gap_deltas(session, kind, written)
+    stmt = cached(
+        session,
+        ("insert_days", kind, tuple(rows[0])),
+        lambda: _insert_days(session, kind, list(rows[0])),
+    )
+    inserted: list[tuple[str, date, str]] = []
+    days: dict[tuple[str, str], list[date]] = defaultdict(list)
+    for scope, day, member, *neighbours in session.execute(stmt, columns_of(rows)):
+        inserted.append((scope, day, member))
+        days[(scope, member)] += [d for d in neighbours if d is not None]
+    return inserted, _moves(inserted, days)
+
+
+def _insert_days(session: Session, kind: str, columns: list[str]) -> Any:
+    model = MemberActivityDay if kind == ACTIVE else MemberEventDay
+    table = table_of(model)
+    new = (
+        insert_rows(session, model, columns)
+        .on_conflict_do_nothing(index_elements=list(table.primary_key.columns.keys()))
+        .returning(table.c.scope, table.c.day, table.c.member_id)
+        .cte("new")
+    )
+    old = table.alias("old")
+    same = [old.c.scope == new.c.scope, old.c.member_id == new.c.member_id]
+    if kind == VIEWER:
+        # A literal, not a parameter: the planner may then use the partial viewer index.
+        same.append(old.c.event_type == literal(VIEWED, literal_execute=True))
+    before = select(func.max(old.c.day)).where(
+        *same, old.c.day < new.c.day, old.c.day > new.c.day - MAX_WINDOW_DAYS
+    )
+    after = select(func.min(old.c.day)).where(
+        *same, old.c.day > new.c.day, old.c.day < new.c.day + MAX_WINDOW_DAYS
+    )
+    return select(
+        new.c.scope, new.c.day, new.c.member_id, before.scalar_subquery(), after.scalar_subquery()
+    )
+
+
 def gap_deltas(
     session: Session, kind: str, rows: Iterable[tuple[str, date, str]]
 ) -> Counter[GapKey]:
     """How the gap counts move for the member-day rows (scope, day, member) just inserted."""
-    new: dict[tuple[str, str], set[date]] = defaultdict(set)
-    for scope, day, member in rows:
-        new[(scope, member)].add(day)
-    if not new:
+    rows = list(rows)
+    if not rows:
         return Counter()
-    every = [day for days in new.values() for day in days]
+    every = [day for _, day, _ in rows]
     # A neighbour further than the longest window changes no gap that is kept.
     lo = min(every) - timedelta(days=MAX_WINDOW_DAYS)
     hi = max(every) + timedelta(days=MAX_WINDOW_DAYS)
-    scopes = sorted({scope for scope, _ in new})
-    members = sorted({member for _, member in new})
+    wanted = {(scope, member) for scope, _, member in rows}
+    scopes = sorted({scope for scope, _ in wanted})
+    members = sorted({member for _, member in wanted})
     days: dict[tuple[str, str], list[date]] = defaultdict(list)
     for at in range(0, len(members), IDS_PER_QUERY):
         chunk = members[at : at + IDS_PER_QUERY]
         for scope, member, day in session.execute(_neighbours(kind, scopes, chunk, lo, hi)):
-            if (scope, member) in new:
+            if (scope, member) in wanted:
                 days[(scope, member)].append(day)
+    return _moves(rows, days)
+
+
+def _moves(
+    rows: Iterable[tuple[str, date, str]], days: Mapping[tuple[str, str], list[date]]
+) -> Counter[GapKey]:
+    """The gap count changes of the new ``rows``, given other days of their members."""
+    new: dict[tuple[str, str], set[date]] = defaultdict(set)
+    for scope, day, member in rows:
+        new[(scope, member)].add(day)
     totals: Counter[GapKey] = Counter()
     for (scope, member), fresh in new.items():
-        for (day, gap), n in gap_changes(days[(scope, member)], fresh).items():
+        for (day, gap), n in gap_changes([*days.get((scope, member), ()), *fresh], fresh).items():
             totals[(scope, day, gap)] += n
     return totals
 
@@ -115,7 +190,7 @@ def _neighbours(kind: str, scopes: list[str], members: list[str], lo: date, hi: 
         )
     return select(MemberEventDay.scope, MemberEventDay.member_id, MemberEventDay.day).where(
         MemberEventDay.member_id.in_(members),
-        MemberEventDay.event_type == VIEWED,
+        MemberEventDay.event_type == literal(VIEWED, literal_execute=True),
         MemberEventDay.scope.in_(scopes),
         MemberEventDay.day.between(lo, hi),
     )

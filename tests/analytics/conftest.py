@@ -10,9 +10,12 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import Table, select
 
 from services.analytics.app import create_app
 from services.analytics.consumers import SUBSCRIPTIONS
+from services.analytics.models import RawEvent
+from services.analytics.repository import DERIVED
 from services.analytics.settings import AnalyticsSettings
 from shared.app import ServiceRuntime
 from shared.auth import Role
@@ -53,7 +56,7 @@ class Analytics:
         async with self.runtime.db.session() as session:
             if not await claim_in_inbox(session, "analytics", envelope.id, spec.name):
                 return False
-            await SUBSCRIPTIONS[spec.name](session, event)
+            await SUBSCRIPTIONS[spec.name].run(session, [event])
         return True
 
     async def apply_batch(self, items: list[EventData]) -> None:
@@ -68,9 +71,23 @@ class Analytics:
         async with self.runtime.db.session() as session:
             claims = [(event.id, event.envelope.type) for event in events]
             fresh = await claim_many_in_inbox(session, "analytics", claims)
-            for event in events:
-                if event.id in fresh:
-                    await SUBSCRIPTIONS[event.envelope.type](session, event)
+            # Every type shares one batched subscription: the whole run in one call.
+            await SUBSCRIPTIONS[events[0].envelope.type].run(
+                session, [event for event in events if event.id in fresh]
+            )
+
+    async def tables(self) -> dict[str, list[tuple[Any, ...]]]:
+        """Every table derived from events and the raw store, row by row, sorted (without
+        wall-clock columns)."""
+        dump: dict[str, list[tuple[Any, ...]]] = {}
+        async with self.runtime.db.session() as session:
+            for model in (*DERIVED, RawEvent):
+                table = model.__table__
+                assert isinstance(table, Table)
+                columns = [c for c in table.c if c.name not in ("applied_at", "received_at")]
+                rows = (await session.execute(select(*columns))).all()
+                dump[table.name] = sorted((tuple(row) for row in rows), key=repr)
+        return dump
 
     async def get(self, path: str, **params: Any) -> Any:
         response = await self.client.get(path, params=params, headers=OPERATOR)

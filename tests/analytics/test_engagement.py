@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from services.analytics.periods import Granularity, Period, bucket_start, buckets
 from shared.events.contracts import campaigns, members
 from tests.analytics.conftest import MONDAY, OPERATOR, Analytics, at, new_id
 
@@ -326,3 +328,80 @@ async def test_campaign_funnel_reaches_its_community_and_completes_from_complete
         ("rewarded", 1, 0.5),
         ("redeemed", 1, 1.0),
     ]
+
+
+async def test_activity_from_the_rollups_matches_a_direct_count_of_members(
+    analytics: Analytics,
+) -> None:
+    """DAU/WAU/MAU per day and the lifecycle, late and batched events, against sets."""
+    rng = random.Random(3)
+    end = W2 + timedelta(days=40)
+    people = [new_id() for _ in range(12)]
+    joined = {person: end - timedelta(days=rng.randrange(80)) for person in people}
+    for person, day in joined.items():
+        await analytics.register(at(day), member=person)
+    active = {(rng.choice(people), end - timedelta(days=rng.randrange(90))) for _ in range(150)}
+    ordered = list(active)
+    rng.shuffle(ordered)  # late and out of order
+    await analytics.apply_batch([check_in(m, d) for m, d in ordered[:60]])
+    for member, day in ordered[60:]:
+        await act(analytics, member, day)
+
+    def who(start: date, stop: date) -> set[str]:
+        return {m for m, d in active if start <= d <= stop}
+
+    period = Period(end - timedelta(days=44), end)
+    for granularity in Granularity:
+        body = await analytics.get(
+            "/v1/metrics/activity",
+            granularity=granularity.value,
+            **{"from": period.start, "to": period.end},
+        )
+        expected_days = []
+        for k in range(period.days):
+            day = period.start + timedelta(days=k)
+            mau = len(who(day - timedelta(days=27), day))
+            member_days = sum(
+                len(who(day - timedelta(days=n), day - timedelta(days=n))) for n in range(28)
+            )
+            expected_days.append(
+                {
+                    "day": str(day),
+                    "dau": len(who(day, day)),
+                    "wau": len(who(day - timedelta(days=6), day)),
+                    "mau": mau,
+                    "stickiness": round(member_days / 28 / mau, 4) if mau else None,
+                }
+            )
+        assert body["days"] == expected_days
+        expected_lifecycle = []
+        for bucket in buckets(period, granularity):
+            before_start = bucket_start(bucket.start - timedelta(days=1), granularity)
+            now = who(bucket.start, bucket.end)
+            before = who(before_start, bucket.start - timedelta(days=1))
+            new = {m for m in now if bucket.start <= joined[m] <= bucket.end}
+            expected_lifecycle.append(
+                {
+                    "start": str(bucket.start),
+                    "end": str(bucket.end),
+                    "new": len(new),
+                    "returning": len((now - new) & before),
+                    "resurrecting": len(now - new - before),
+                    "dormant": len(before - now),
+                }
+            )
+        assert body["lifecycle"] == expected_lifecycle
+    assert any(point["new"] for point in expected_lifecycle)
+    assert any(point["resurrecting"] and point["dormant"] for point in expected_lifecycle)
+
+
+def check_in(member: str, day: date) -> campaigns.CampaignCheckedIn:
+    return campaigns.CampaignCheckedIn(
+        campaign_id="camp",
+        community_id="c1",
+        member_id=member,
+        day=day,
+        streak=1,
+        total=1,
+        checked_in_at=at(day),
+    )
