@@ -5,8 +5,9 @@ Per database backend (SQLite in a temp dir; PostgreSQL at 127.0.0.1:5432 unless
 
 1. spends via the API: ``POST /v1/redemptions`` (Idempotency-Key, item price 1, unlimited stock)
    from ``--concurrency`` workers spread over ``--members`` members, through the real app
-   (TransactionalRoute, idempotency keys, conditional UPDATEs, lots, double-entry lines,
-   outbox) on an in-process ASGI client, as the tests drive it: no uvicorn, no sockets.
+   (group commit of concurrent redemptions: idempotency keys, locked balances, lots,
+   double-entry lines, outbox, one transaction per batch) on an in-process ASGI client, as
+   the tests drive it: no uvicorn, no sockets.
    Latency per request: p50/p95/p99.
    Baseline in the same run: the smallest useful spend in raw SQL on the same engine (one
    transaction: conditional UPDATE of the balance + one INSERT), same workers and members.

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -76,22 +77,31 @@ async def begin(
     row = (
         await session.execute(select(idempotency_table).where(idempotency_table.c.scope == scope))
     ).one()
+    answer = stored_answer(row, fingerprint=fingerprint, now=now, ttl=ttl)
+    if answer is not None:
+        return answer
+    await session.execute(
+        update(idempotency_table)
+        .where(idempotency_table.c.scope == scope)
+        .values(
+            request_hash=fingerprint,
+            created_at=now,
+            completed_at=None,
+            status_code=None,
+            response_body=None,
+            response_headers=None,
+        )
+    )
+    return Claim(scope)
+
+
+def stored_answer(row: Any, *, fingerprint: str, now: datetime, ttl: timedelta) -> Response | None:
+    """What a request whose key is already recorded (``row``) gets: the stored response, or
+    422/409 raised; ``None`` when the record has expired or is a stale claim to take over."""
     expired = row.created_at < now - ttl
     stale = row.completed_at is None and row.created_at < now - STALE_CLAIM
     if expired or stale:
-        await session.execute(
-            update(idempotency_table)
-            .where(idempotency_table.c.scope == scope)
-            .values(
-                request_hash=fingerprint,
-                created_at=now,
-                completed_at=None,
-                status_code=None,
-                response_body=None,
-                response_headers=None,
-            )
-        )
-        return Claim(scope)
+        return None
     if row.request_hash != fingerprint:
         raise Unprocessable(
             "This Idempotency-Key was already used with a different request; use a new key"

@@ -80,13 +80,23 @@ async def add_events(
 ) -> list[CloudEvent]:
     """Record many ``(data, subject)`` events in one statement (bulk imports, settlements)."""
     traceparent = traceparent_var.get()
-    headers = {"content-type": CONTENT_TYPE}
-    if traceparent:
-        headers["traceparent"] = traceparent
-    headers_json = json.dumps(headers)  # once for every row, not once per row
+    events, rows = outbox_rows(((data, subject, traceparent) for data, subject in items), source)
+    if rows:
+        await session.execute(INSERT_EVENTS, rows)
+        session.info["outbox_dirty"] = True
+    return events
+
+
+def outbox_rows(
+    items: Iterable[tuple[EventData, str, str | None]], source: str
+) -> tuple[list[CloudEvent], list[dict[str, object]]]:
+    """The events and their outbox rows (for ``INSERT_EVENTS``) for ``(data, subject,
+    traceparent)`` items: each keeps its own trace, so requests committed together (group
+    commit) stay on their own traces."""
+    headers_of: dict[str | None, str] = {}  # one JSON text per trace, not one per row
     events: list[CloudEvent] = []
     rows: list[dict[str, object]] = []
-    for data, subject in items:
+    for data, subject, traceparent in items:
         spec = spec_of(data)
         event = CloudEvent(
             source=source,
@@ -97,6 +107,10 @@ async def add_events(
             traceparent=traceparent,
             data=data.model_dump(mode="json"),
         )
+        headers = headers_of.get(traceparent)
+        if headers is None:
+            trace = {"traceparent": traceparent} if traceparent else {}
+            headers = headers_of[traceparent] = json.dumps({"content-type": CONTENT_TYPE, **trace})
         events.append(event)
         rows.append(
             {
@@ -105,14 +119,11 @@ async def add_events(
                 "key": subject,
                 "type": spec.name,
                 "payload": event.to_json().decode(),
-                "headers": headers_json,
+                "headers": headers,
                 "created_at": event.time,
             }
         )
-    if rows:
-        await session.execute(INSERT_EVENTS, rows)
-        session.info["outbox_dirty"] = True
-    return events
+    return events, rows
 
 
 class JsonText(TypeDecorator[str]):

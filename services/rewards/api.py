@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from services.rewards.ledger import Posting
 from services.rewards.models import Account
+from services.rewards.redemptions import RedemptionDesk, RedemptionRequest
 from services.rewards.schemas import (
     AccountRead,
     AdjustmentCreate,
@@ -44,8 +45,10 @@ from services.rewards.schemas import (
     TierRead,
 )
 from services.rewards.service import RewardsService
+from shared import idempotency
 from shared.auth import CurrentPrincipal, OperatorPrincipal, Principal, Role, require_scope
 from shared.errors import Forbidden, Unprocessable
+from shared.observability import traceparent_var
 from shared.web import IdempotencyKey, RequiredIdempotencyKey, SessionDep, TransactionalRoute
 
 
@@ -55,6 +58,14 @@ async def get_rewards(request: Request) -> RewardsService:
 
 
 RewardsDep = Annotated[RewardsService, Depends(get_rewards)]
+
+
+async def get_redemption_desk(request: Request) -> RedemptionDesk:
+    desk: RedemptionDesk = request.app.state.redemptions
+    return desk
+
+
+RedemptionDeskDep = Annotated[RedemptionDesk, Depends(get_redemption_desk)]
 ReaderPrincipal = Annotated[Principal, Depends(require_scope("rewards:read"))]
 WriterPrincipal = Annotated[Principal, Depends(require_scope("rewards:write"))]
 # Services only: no staff role, and internal routes are never proxied by the gateway.
@@ -366,31 +377,41 @@ async def get_item(
     return CatalogItemRead.model_validate(await rewards.catalog.get_item(session, item_id))
 
 
-@redemptions.post("", status_code=status.HTTP_201_CREATED, response_model=RedemptionRead)
+# Not a TransactionalRoute: the key is claimed by the group-commit batch's transaction.
+spending = APIRouter(prefix="/v1/redemptions", tags=["rewards"])
+
+
+@spending.post("", status_code=status.HTTP_201_CREATED, response_model=RedemptionRead)
 async def redeem_reward(
     body: RedemptionCreate,
-    session: SessionDep,
-    rewards: RewardsDep,
+    request: Request,
+    desk: RedemptionDeskDep,
     principal: CurrentPrincipal,
-    response: Response,
     idempotency_key: RequiredIdempotencyKey,
-) -> RedemptionRead:
+) -> Response:
     """Spend points on a catalogue item; stock and points move in one transaction.
 
     Requires ``Idempotency-Key`` (a 422 names it when missing); 409 with the balance when short.
+    Concurrent redemptions commit together (see ``services.rewards.redemptions``).
     """
     member_id = _redeeming_member(principal, body.member_id)
-    redemption = await rewards.catalog.redeem(
-        session,
-        member_id=member_id,
-        item_id=body.item_id,
-        quantity=body.quantity,
-        source=f"{member_id}:{idempotency_key}",
-        shipping_address=body.shipping_address,
-        note=body.note,
+    idempotency.check_key(idempotency_key)
+    fingerprint = idempotency.request_hash(
+        request.method, request.url.path, request.url.query, await request.body()
     )
-    response.headers["Location"] = f"{redemptions.prefix}/{redemption.id}"
-    return RedemptionRead.model_validate(redemption)
+    return await desk.redeem(
+        RedemptionRequest(
+            owner=principal.subject,
+            key=idempotency_key,
+            fingerprint=fingerprint,
+            member_id=member_id,
+            item_id=body.item_id,
+            quantity=body.quantity,
+            shipping_address=body.shipping_address,
+            note=body.note,
+            traceparent=traceparent_var.get(),
+        )
+    )
 
 
 def _redeeming_member(principal: Principal, requested: str | None) -> str:
@@ -466,4 +487,5 @@ async def spend_for_service(
     return posting_read(member_id, posting)
 
 
-routers = [accounts, rules, tiers, coupons, catalog, redemptions, internal]
+# The spend route first: requests are matched against routes in this order.
+routers = [spending, accounts, rules, tiers, coupons, catalog, redemptions, internal]

@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from services.rewards.api import routers
 from services.rewards.consumers import subscriptions
 from services.rewards.jobs import scheduled_jobs
+from services.rewards.redemptions import RedemptionDesk
 from services.rewards.service import RewardsService
 from services.rewards.settings import RewardsSettings
 from shared.app import create_service_app
@@ -28,4 +29,5 @@ def create_app(settings: RewardsSettings | None = None, *, run_background: bool 
         run_background=run_background,
     )
     app.state.rewards = rewards
+    app.state.redemptions = RedemptionDesk(rewards.catalog, app.state.runtime.db, settings)
     return app

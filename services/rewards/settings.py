@@ -28,3 +28,12 @@ class RewardsSettings(ServiceSettings):
     # Rules and tiers are read on every earned event; a replica caches them this long
     # (changes made through this replica apply at once, elsewhere within this time).
     config_cache_s: float = Field(5.0, ge=0)
+    # Redemptions arriving together commit in one transaction (group commit), at most this
+    # many per transaction; 1 gives every redemption a transaction of its own.
+    redemption_batch_max: int = Field(
+        64, ge=1, description="Most redemptions committed together in one transaction."
+    )
+    # Batches in their own transactions at once (PostgreSQL; SQLite runs one at a time).
+    redemption_batches_in_flight: int = Field(
+        2, ge=1, description="Redemption batches in their own transactions at once (PostgreSQL)."
+    )

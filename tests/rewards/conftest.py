@@ -15,6 +15,7 @@ from aiokafka.structs import ConsumerRecord
 from sqlalchemy import select
 
 from services.rewards.app import create_app
+from services.rewards.redemptions import RedemptionDesk
 from services.rewards.service import RewardsService
 from services.rewards.settings import RewardsSettings
 from shared.app import ServiceRuntime
@@ -69,6 +70,7 @@ class Rewards:
     client: httpx.AsyncClient
     runtime: ServiceRuntime
     service: RewardsService
+    desk: RedemptionDesk
 
     async def deliver(self, data: EventData, event_id: str | None = None) -> None:
         """Hand one event to the consumer as the broker would: envelope, inbox and all."""
@@ -136,7 +138,7 @@ async def make_rewards(databases: Databases) -> AsyncIterator[RewardsFactory]:
             )
             app = create_app(settings, run_background=run_background)
             client = await stack.enter_async_context(running(app))
-            return Rewards(client, app.state.runtime, app.state.rewards)
+            return Rewards(client, app.state.runtime, app.state.rewards, app.state.redemptions)
 
         yield make
 

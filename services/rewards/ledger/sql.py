@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import Integer, Table, bindparam, insert, select, update
+from sqlalchemy import Integer, Table, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from services.rewards.models import Account, LedgerEntry, LedgerLine, Lot
@@ -126,4 +126,45 @@ TAKE_FROM_LOT = (
     update(LOTS)
     .where(LOTS.c.id == bindparam("b_lot"))
     .values(remaining=LOTS.c.remaining - bindparam("b_take"))
+)
+
+
+# -- many spends in one transaction (ledger.batch) -------------------------------------
+
+LOCK_ACCOUNTS = (
+    select(ACCOUNTS.c.member_id, *BALANCE)
+    .where(ACCOUNTS.c.member_id.in_(bindparam("b_members", expanding=True)))
+    .order_by(ACCOUNTS.c.member_id)
+    .with_for_update()
+)
+
+_LOT_ORDER = (LOTS.c.expires_at.asc().nulls_last(), LOTS.c.created_at, LOTS.c.id)
+_RANKED_LOTS = (
+    select(
+        LOTS.c.member_id,
+        LOTS.c.id,
+        LOTS.c.remaining,
+        func.row_number().over(partition_by=LOTS.c.member_id, order_by=_LOT_ORDER).label("rank"),
+    )
+    .where(
+        LOTS.c.member_id.in_(bindparam("b_members", expanding=True)),
+        LOTS.c.status == "available",
+        LOTS.c.remaining > 0,
+    )
+    .subquery()
+)
+# ``SPENDABLE_LOTS`` for many members: the first ``b_limit`` lots of each, in spending order.
+SPENDABLE_LOTS_OF = (
+    select(_RANKED_LOTS.c.member_id, _RANKED_LOTS.c.id, _RANKED_LOTS.c.remaining)
+    .where(_RANKED_LOTS.c.rank <= bindparam("b_limit", type_=Integer))
+    .order_by(_RANKED_LOTS.c.member_id, _RANKED_LOTS.c.rank)
+)
+
+# A second entry for one source fails the statement, and with it the batch.
+INSERT_ENTRIES = insert(ENTRIES)
+
+SPEND_FROM_ACCOUNT = (
+    update(ACCOUNTS)
+    .where(ACCOUNTS.c.member_id == bindparam("b_member"))
+    .values(available=ACCOUNTS.c.available - bindparam("b_amount"), updated_at=bindparam("b_now"))
 )
