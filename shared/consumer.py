@@ -2,9 +2,10 @@
 
 One consumer group per service. Each event is applied in one database
 transaction together with its inbox row, and the Kafka offset is committed only
-after that transaction; a redelivered event finds its inbox row and has no
-second effect. A message that keeps failing goes to the service's dead-letter
-topic with the error attached, and the partition moves on.
+after that transaction (at most once a second while events flow); a redelivered
+event finds its inbox row and has no second effect. A message that keeps failing
+goes to the service's dead-letter topic with the error attached, and the
+partition moves on.
 """
 
 from __future__ import annotations
@@ -14,13 +15,20 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
+)
 from aiokafka.errors import CommitFailedError, KafkaError
 from pydantic import ValidationError
+from sqlalchemy import Executable
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -52,6 +60,19 @@ DLQ_HEADER_PREFIX = "dlq-"
 # Records applied in one transaction at most; larger runs amortise the inbox insert
 # and the offset commit, smaller ones bound the work redone after a failure.
 MAX_BATCH_RECORDS = 500
+# Offsets are committed at most this often while events keep coming, and at once when
+# the consumer falls idle, stops, loses partitions or dead-letters. An offset commit is
+# a broker round trip; committing every fetch cost as much as the fetch. Offsets only
+# ever lag what the database holds, so a crash redelivers at most this much, which the
+# inbox absorbs.
+OFFSET_COMMIT_INTERVAL_S = 1.0
+# A consumer that has fetched nothing for IDLE_AFTER_S asks the broker to park its fetches
+# this long instead of ``consumer_fetch_max_wait_ms``, until records arrive again. Every
+# service polls every topic it reads, and Tansu answers a parked fetch only when the wait
+# runs out: at 50 ms an idle platform spent a quarter of a core polling (the broker most
+# of it). The price is the first event after a quiet spell waiting up to this long.
+IDLE_AFTER_S = 5.0
+IDLE_FETCH_MAX_WAIT_MS = 500
 
 
 @dataclass(frozen=True)
@@ -116,14 +137,21 @@ async def claim_many_in_inbox(
         for event_id, type_ in dict(events).items()
     ]
     # Parameters, not literal VALUES: the statement compiles once and is cached, where
-    # a 500-row VALUES list would be compiled afresh for every batch.
-    stmt = (
-        conflict_insert(session, inbox_table)
-        .on_conflict_do_nothing(index_elements=["consumer", "event_id"])
-        .returning(inbox_table.c.event_id)
-    )
+    # a 500-row VALUES list would be compiled afresh for every batch. Built once per
+    # dialect too: building it and its cache key cost more than running it for one row.
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    stmt = _CLAIM_STATEMENTS.get(dialect)
+    if stmt is None:
+        stmt = _CLAIM_STATEMENTS[dialect] = (
+            conflict_insert(session, inbox_table)
+            .on_conflict_do_nothing(index_elements=["consumer", "event_id"])
+            .returning(inbox_table.c.event_id)
+        )
     result = await session.execute(stmt, rows if len(rows) > 1 else rows[0])
     return set(result.scalars())
+
+
+_CLAIM_STATEMENTS: dict[str, Executable] = {}
 
 
 @contextlib.contextmanager
@@ -185,6 +213,22 @@ async def run_handler(
             await handler(session, event)
 
 
+class _CommitBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Commits what was applied on partitions before another member takes them over."""
+
+    def __init__(self, owner: EventConsumer) -> None:
+        self.owner = owner
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        try:
+            await self.owner.commit_offsets(revoked)
+        except Exception as exc:  # the new owner redelivers; the inbox dedupes
+            log.warning("consumer %s: commit before revoke failed: %r", self.owner.group, exc)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        return None
+
+
 class EventConsumer:
     """Runs one consumer group over the topics its subscriptions need."""
 
@@ -207,6 +251,10 @@ class EventConsumer:
         self.processed = 0
         self.dead_lettered = 0
         self._stopping = False
+        # Next offset per partition, applied in the database but not yet committed to Kafka.
+        self._uncommitted: dict[TopicPartition, int] = {}
+        self._committed_at = 0.0
+        self.idle_after_s = IDLE_AFTER_S
 
     def request_stop(self) -> None:
         """Finish the batch in hand, commit its offsets, then return from ``run``.
@@ -241,7 +289,9 @@ class EventConsumer:
                 failures += 1
                 delay = min(10.0, 0.25 * 2 ** min(failures, 6))
                 log.warning("consumer %s: %r; restarting in %.2fs", self.group, error, delay)
-                await self._stop()
+                # No offset commit on the way down: the broker is likely what failed, and
+                # what it misses is redelivered to the new client and deduped by the inbox.
+                await self._stop(commit=False)
                 await asyncio.sleep(delay)
 
     async def close(self) -> None:
@@ -251,7 +301,6 @@ class EventConsumer:
         # Subscribing must not auto-create a topic with the broker's default partitions.
         await ensure_topics(self.settings, self.topics)
         consumer = AIOKafkaConsumer(
-            *self.topics,
             bootstrap_servers=self.settings.kafka_bootstrap_servers,
             group_id=self.group,
             client_id=f"{self.group}-consumer",
@@ -263,6 +312,8 @@ class EventConsumer:
             # is the floor of end-to-end latency; on Kafka it costs idle fetches.
             fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms,
         )
+        self._uncommitted.clear()
+        consumer.subscribe(self.topics, listener=_CommitBeforeRevoke(self))
         try:
             await consumer.start()
         except BaseException:
@@ -270,7 +321,12 @@ class EventConsumer:
             raise
         self._consumer = consumer
 
-    async def _stop(self) -> None:
+    async def _stop(self, *, commit: bool = True) -> None:
+        if commit and self._consumer is not None and self._uncommitted:
+            # Best effort, bounded: a broker that is gone just means a redelivery later.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.commit_offsets(), 5.0)
+        self._uncommitted.clear()
         consumer, self._consumer = self._consumer, None
         producer, self._dlq_producer = self._dlq_producer, None
         await stop_quietly(consumer, producer)
@@ -279,8 +335,11 @@ class EventConsumer:
         assert self._consumer is not None
         consumer = self._consumer
         probed_at = 0.0
+        fetched_at = time.monotonic()
         while not self._stopping:
             now = time.monotonic()
+            if now - fetched_at > self.idle_after_s:
+                self._park_fetches_for(max(IDLE_FETCH_MAX_WAIT_MS, self._busy_fetch_wait_ms))
             if now - probed_at > BROKER_PROBE_INTERVAL_S:
                 probed_at = now
                 # A consumer that lost its broker is rebuilt so it re-reads committed
@@ -289,24 +348,67 @@ class EventConsumer:
                 if await broker_down(self.settings.kafka_bootstrap_servers):
                     raise KafkaError("broker unreachable")
             batches = await consumer.getmany(timeout_ms=500, max_records=MAX_BATCH_RECORDS)
-            if not batches:
-                continue
-            # Every partition of the fetch in one transaction and one offset commit:
-            # each partition's records stay in order, and partitions are independent.
-            await self.handle_batch([r for records in batches.values() for r in records])
-            try:
-                await consumer.commit(
-                    {tp: records[-1].offset + 1 for tp, records in batches.items()}
+            urgent = not batches  # idle: nothing to amortise the commit over
+            if batches:
+                fetched_at = time.monotonic()
+                self._park_fetches_for(self._busy_fetch_wait_ms)
+                # Every partition of the fetch in one transaction: each partition's
+                # records stay in order, and partitions are independent.
+                dead_lettered = self.dead_lettered
+                await self.handle_batch([r for records in batches.values() for r in records])
+                for tp, records in batches.items():
+                    self._uncommitted[tp] = records[-1].offset + 1
+                # A dead letter is committed past at once, or a crash would park it twice.
+                urgent = self.dead_lettered != dead_lettered
+            if self._uncommitted and (
+                urgent or time.monotonic() - self._committed_at >= OFFSET_COMMIT_INTERVAL_S
+            ):
+                await self.commit_offsets()
+        await self.commit_offsets()
+
+    @property
+    def _busy_fetch_wait_ms(self) -> int:
+        return self.settings.consumer_fetch_max_wait_ms
+
+    @property
+    def fetch_max_wait_ms(self) -> int | None:
+        """How long the broker may park this consumer's next fetch; None when not running."""
+        fetcher = getattr(self._consumer, "_fetcher", None)
+        wait = getattr(fetcher, "_fetch_max_wait_ms", None)
+        return wait if isinstance(wait, int) else None
+
+    def _park_fetches_for(self, wait_ms: int) -> None:
+        # aiokafka reads the wait for every fetch request it builds, but offers no setter.
+        # On a version without this attribute the consumer just keeps the configured wait.
+        fetcher = getattr(self._consumer, "_fetcher", None)
+        current = getattr(fetcher, "_fetch_max_wait_ms", None)
+        if isinstance(current, int) and current != wait_ms:
+            fetcher._fetch_max_wait_ms = wait_ms  # type: ignore[union-attr]
+
+    async def commit_offsets(self, only: Iterable[TopicPartition] | None = None) -> None:
+        """Commit the offsets of what was applied (of ``only`` these partitions)."""
+        consumer = self._consumer
+        if consumer is None:
+            return
+        assigned = consumer.assignment()
+        wanted = self._uncommitted.keys() if only is None else set(only)
+        offsets = {tp: self._uncommitted.pop(tp) for tp in list(wanted) if tp in self._uncommitted}
+        # A partition taken away meanwhile is the new owner's: it redelivers, the inbox dedupes.
+        offsets = {tp: offset for tp, offset in offsets.items() if tp in assigned}
+        self._committed_at = time.monotonic()
+        if not offsets:
+            return
+        try:
+            await consumer.commit(offsets)
+        except CommitFailedError as exc:
+            log.warning("consumer %s: commit failed after rebalance: %r", self.group, exc)
+            return
+        for tp, offset in offsets.items():
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                CONSUMER_LAG.labels(self.group, tp.topic, str(tp.partition)).set(
+                    max(0, highwater - offset)
                 )
-            except CommitFailedError as exc:
-                # Rebalanced mid-batch: the new owner redelivers, the inbox dedupes.
-                log.warning("consumer %s: commit failed after rebalance: %r", self.group, exc)
-            for tp, records in batches.items():
-                highwater = consumer.highwater(tp)
-                if highwater is not None:
-                    CONSUMER_LAG.labels(self.group, tp.topic, str(tp.partition)).set(
-                        max(0, highwater - records[-1].offset - 1)
-                    )
 
     async def handle_batch(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         """Apply records in one transaction, or fall back to one by one.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
+import random
 import sys
 import time
 import uuid
@@ -93,12 +93,15 @@ def configure_logging(service: str, level: str = "INFO", as_json: bool = True) -
 
 def new_traceparent(parent: str | None = None) -> str:
     """A W3C traceparent continuing ``parent``'s trace with a new span, or a new trace."""
-    trace_id = secrets.token_hex(16)
+    # Ids need to be unique, not secret: ``getrandbits`` as OpenTelemetry uses, where
+    # ``secrets`` was a getrandom() system call for every consumed event and request.
+    trace_id = ""
     if parent:
         parts = parent.split("-")
         if len(parts) == 4 and len(parts[1]) == 32:
             trace_id = parts[1]
-    return f"00-{trace_id}-{secrets.token_hex(8)}-01"
+    trace_id = trace_id or f"{random.getrandbits(128) or 1:032x}"
+    return f"00-{trace_id}-{random.getrandbits(64) or 1:016x}-01"
 
 
 class RequestContextMiddleware:

@@ -12,8 +12,8 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.members.repository import LIVE, MemberRepository
-from services.members.service import stamp_activity
-from shared.consumer import ConsumedEvent, Handler
+from services.members.service import stamp_activities
+from shared.consumer import Batched, ConsumedEvent, Subscription
 from shared.events.contracts import campaigns, content, rewards
 
 
@@ -24,10 +24,15 @@ async def on_tier_changed(session: AsyncSession, event: ConsumedEvent) -> None:
     )
 
 
-async def on_balance_changed(session: AsyncSession, event: ConsumedEvent) -> None:
+async def on_balances_changed(session: AsyncSession, events: list[ConsumedEvent]) -> None:
+    # Each event carries the balance after it: the last of a run per member is the state
+    # one call per event would leave.
     data: rewards.PointsEarned | rewards.PointsSpent | rewards.PointsExpired
-    data = event.data
-    await MemberRepository(session).set_fields(data.member_id, LIVE, points_balance=data.balance)
+    balances: dict[str, int] = {}
+    for event in events:
+        data = event.data
+        balances[data.member_id] = data.balance
+    await MemberRepository(session).set_balances(balances)
 
 
 def _actor_and_time(event: ConsumedEvent) -> tuple[str, datetime] | None:
@@ -50,14 +55,20 @@ def _actor_and_time(event: ConsumedEvent) -> tuple[str, datetime] | None:
     return None
 
 
-async def on_member_acted(session: AsyncSession, event: ConsumedEvent) -> None:
-    found = _actor_and_time(event)
-    if found is not None:
-        member_id, at = found
-        await stamp_activity(session, member_id, at, activated_by=event.envelope.type)
+async def on_members_acted(session: AsyncSession, events: list[ConsumedEvent]) -> None:
+    acts = []
+    for event in events:
+        found = _actor_and_time(event)
+        if found is not None:
+            acts.append((*found, event.envelope.type))
+    await stamp_activities(session, acts)
 
 
-SUBSCRIPTIONS: dict[str, Handler] = {
+# Batched: a run of ledger or activity events is one statement, not one or two per event.
+on_balance_changed = Batched(on_balances_changed)
+on_member_acted = Batched(on_members_acted)
+
+SUBSCRIPTIONS: dict[str, Subscription] = {
     "tier.changed": on_tier_changed,
     "points.earned": on_balance_changed,
     "points.spent": on_balance_changed,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import date, datetime
+from typing import cast
 
-from sqlalchemy import ColumnElement, and_, func, literal, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, joinedload
 
@@ -13,6 +14,23 @@ from services.members.models import Community, Member, Membership, ReferralDay, 
 from shared.db import conflict_insert
 
 LIVE = Member.erased_at.is_(None)
+# Consumers update many members per statement through the table: an ORM UPDATE would
+# evaluate its WHERE against the session's objects for every call, and none are loaded.
+MEMBERS = cast(Table, Member.__table__)
+SET_BALANCE = (
+    update(MEMBERS)
+    .where(MEMBERS.c.id == bindparam("member"), MEMBERS.c.erased_at.is_(None))
+    .values(points_balance=bindparam("balance"))
+)
+STAMP_ACTIVITY = (
+    update(MEMBERS)
+    .where(
+        MEMBERS.c.id == bindparam("member"),
+        MEMBERS.c.erased_at.is_(None),
+        or_(MEMBERS.c.last_active_at.is_(None), MEMBERS.c.last_active_at < bindparam("at")),
+    )
+    .values(last_active_at=bindparam("at"))
+)
 
 
 class MemberRepository:
@@ -105,16 +123,26 @@ class MemberRepository:
         stmt = select(Member.id).where(Member.referrer_id == referrer_id).order_by(Member.id)
         return list((await self.session.scalars(stmt)).all())
 
-    async def stamp_activity(self, member_id: str, at: datetime) -> None:
-        await self.session.execute(
-            update(Member)
-            .where(
-                Member.id == member_id,
-                LIVE,
-                or_(Member.last_active_at.is_(None), Member.last_active_at < at),
-            )
-            .values(last_active_at=at)
+    async def stamp_activities(self, latest: Mapping[str, datetime]) -> None:
+        """Move members' last-active times forward (never back), one statement for all."""
+        if latest:
+            params = [{"member": member_id, "at": at} for member_id, at in latest.items()]
+            await self.session.execute(STAMP_ACTIVITY, params)
+
+    async def set_balances(self, balances: Mapping[str, int]) -> None:
+        if balances:
+            params = [{"member": member_id, "balance": b} for member_id, b in balances.items()]
+            await self.session.execute(SET_BALANCE, params)
+
+    async def with_pending_referral(self, member_ids: Collection[str]) -> set[str]:
+        """Those of ``member_ids`` whose referral still waits for a first action."""
+        stmt = select(Member.id).where(
+            Member.id.in_(member_ids),
+            LIVE,
+            Member.referrer_id.is_not(None),
+            Member.referral_activated_at.is_(None),
         )
+        return set((await self.session.scalars(stmt)).all())
 
     async def activate_referral(self, member_id: str, at: datetime) -> str | None:
         """Mark a pending referral activated; the referrer's id if this call did it."""

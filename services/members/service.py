@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -415,8 +416,32 @@ async def stamp_activity(
     session: AsyncSession, member_id: str, at: datetime, activated_by: str
 ) -> None:
     """Last-active time, and the first qualifying action that activates a pending referral."""
+    await stamp_activities(session, [(member_id, at, activated_by)])
+
+
+async def stamp_activities(
+    session: AsyncSession, acts: Sequence[tuple[str, datetime, str]]
+) -> None:
+    """``stamp_activity`` for ``(member, at, activated_by)`` actions in their order.
+
+    The same effect as one call per action, in two statements for the run: the latest
+    time per member, and which of them still have a referral to activate (few do).
+    """
+    if not acts:
+        return
     repo = MemberRepository(session)
-    await repo.stamp_activity(member_id, at)
-    referrer_id = await repo.activate_referral(member_id, at)
-    if referrer_id is not None:
-        await events.member_referral_activated(session, member_id, referrer_id, activated_by, at)
+    latest: dict[str, datetime] = {}
+    for member_id, at, _ in acts:
+        if member_id not in latest or at > latest[member_id]:
+            latest[member_id] = at
+    await repo.stamp_activities(latest)
+    pending = await repo.with_pending_referral(list(latest))
+    for member_id, at, activated_by in acts:
+        if member_id not in pending:
+            continue
+        referrer_id = await repo.activate_referral(member_id, at)
+        if referrer_id is not None:
+            pending.discard(member_id)
+            await events.member_referral_activated(
+                session, member_id, referrer_id, activated_by, at
+            )

@@ -94,3 +94,51 @@ async def test_staff_posts_do_not_stamp_members(members: httpx.AsyncClient) -> N
     )  # fmt: skip
     await deliver(runtime_of(members), record_of(published, "p2"))
     assert (await profile(members, fan["id"]))["last_active_at"] is None
+
+
+async def test_a_fetch_of_ledger_and_activity_events_applies_as_one_by_one_would(
+    members: httpx.AsyncClient,
+) -> None:
+    """One fetch, one transaction: the latest balance and stamp per member, one activation."""
+    referrer = await register(members)
+    invitee = await register(members, invite_code=referrer["invite_code"])
+    fan = await register(members)
+    earlier, later = NOW - timedelta(hours=3), NOW - timedelta(hours=1)
+
+    def earned(member_id: str, balance: int, n: int) -> rewards.PointsEarned:
+        return rewards.PointsEarned(
+            member_id=member_id, entry_id=f"e{n}", amount=10, reason_code="like",
+            reason="Liked", source=f"evt-{n}", available_at=NOW, balance=balance, earned_at=NOW,
+        )  # fmt: skip
+
+    def reacted(member_id: str, at: datetime) -> content.ReactionAdded:
+        return content.ReactionAdded(
+            post_id="p", community_id="c", member_id=member_id, post_author_id="x",
+            kind="like", reacted_at=at,
+        )  # fmt: skip
+
+    comment = content.CommentCreated(
+        post_id="p", community_id="c", comment_id="k1", author_id=invitee["id"],
+        post_author_id="x", created_at=earlier,
+    )  # fmt: skip
+    records = [
+        record_of(earned(fan["id"], 110, 1), fan["id"], offset=0),
+        record_of(earned(invitee["id"], 10, 2), invitee["id"], offset=1),
+        record_of(earned(fan["id"], 120, 3), fan["id"], offset=2),
+        record_of(comment, "p", offset=3),
+        record_of(reacted(invitee["id"], later), "p", offset=4),
+        record_of(reacted(fan["id"], later), "p", offset=5),
+        record_of(reacted(fan["id"], earlier), "p", offset=6),
+        record_of(earned(fan["id"], 130, 4), fan["id"], offset=7),
+    ]
+    await runtime_of(members).consumer.handle_batch(records)
+
+    def iso(at: datetime) -> str:
+        return at.isoformat().replace("+00:00", "Z")
+
+    fan_now, invitee_now = await profile(members, fan["id"]), await profile(members, invitee["id"])
+    assert (fan_now["points_balance"], fan_now["last_active_at"]) == (130, iso(later))
+    assert (invitee_now["points_balance"], invitee_now["last_active_at"]) == (10, iso(later))
+    [activated] = await outbox_events(members, "member.referral_activated")
+    assert activated.data["member_id"] == invitee["id"]
+    assert activated.data["activated_by"] == "comment.created"

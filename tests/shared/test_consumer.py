@@ -13,7 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.analytics.repository import GrowthRepository
 from shared.broker import LocalBroker
 from shared.bus import ensure_topics
-from shared.consumer import Batched, ConsumedEvent, EventConsumer, replay_dead_letters
+from shared.consumer import (
+    IDLE_FETCH_MAX_WAIT_MS,
+    Batched,
+    ConsumedEvent,
+    EventConsumer,
+    replay_dead_letters,
+)
 from shared.db import Database
 from shared.events.contracts.members import MemberRegistered
 from shared.events.envelope import CloudEvent
@@ -272,4 +278,50 @@ async def test_a_fetch_across_partitions_is_applied_once_in_key_order_and_fully_
         await reader.stop()
     assert len(next_offsets) > 1
     assert committed == next_offsets
+    await consumer.db.dispose()
+
+
+async def committed_total(broker: LocalBroker, group: str) -> int:
+    reader = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap_servers, group_id=group)
+    await reader.start()
+    try:
+        partitions = reader.partitions_for_topic(MEMBERS.name) or set()
+        return sum(
+            [await reader.committed(TopicPartition(MEMBERS.name, p)) or 0 for p in partitions]
+        )
+    finally:
+        await reader.stop()
+
+
+async def test_offsets_of_applied_events_are_committed_once_the_consumer_falls_idle(
+    databases: Databases, broker: LocalBroker
+) -> None:
+    async def noop(session: AsyncSession, event: ConsumedEvent) -> None:
+        return None
+
+    consumer = await consumer_with(databases, broker, noop)
+    await produce(broker, *(envelope(f"m-{i}").to_json() for i in range(4)))
+    async with Harness(consumer):
+        await eventually(lambda: consumer.processed == 4)
+        # Still running, nothing more to read: the pending offsets go out without a stop.
+        await eventually(lambda: committed_total(broker, consumer.group), interval_s=0.2)
+        assert await committed_total(broker, consumer.group) == 4
+    await consumer.db.dispose()
+
+
+async def test_an_idle_consumer_parks_its_fetches_longer_and_shortens_them_on_new_records(
+    databases: Databases, broker: LocalBroker
+) -> None:
+    handled: list[str] = []
+
+    async def record(session: AsyncSession, event: ConsumedEvent) -> None:
+        handled.append(event.data.member_id)
+
+    consumer = await consumer_with(databases, broker, record, consumer_fetch_max_wait_ms=40)
+    consumer.idle_after_s = 1.0
+    async with Harness(consumer):
+        await eventually(lambda: consumer.fetch_max_wait_ms == IDLE_FETCH_MAX_WAIT_MS)
+        await produce(broker, envelope("wakes-it").to_json())
+        await eventually(lambda: handled == ["wakes-it"])
+        assert consumer.fetch_max_wait_ms == 40
     await consumer.db.dispose()
