@@ -30,6 +30,7 @@ import json
 import os
 import random
 import statistics
+import sys
 import tempfile
 import time
 import uuid
@@ -353,6 +354,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 stop, samples = asyncio.Event(), []
                 probe = asyncio.create_task(freshness(client, demo.operator, stop, samples))
                 cpu = ProcessCpu(platform)
+                # For profilers attaching to the services: the timed load starts now.
+                print(f"load: {args.duration:g} s x {args.concurrency} clients", file=sys.stderr,
+                      flush=True)  # fmt: skip
                 elapsed = await load.run(args.duration, args.concurrency)
                 cpu_s = cpu.used()
                 stop.set()
