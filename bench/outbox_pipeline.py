@@ -4,7 +4,8 @@ One run, one broker (a LocalBroker started here unless ``--bootstrap`` is given)
 
 1. raw: N realistic CloudEvents (MemberRegistered, ~480 bytes) produced with the relay's
    producer settings (acks=all, linger_ms=5) to a fresh 6-partition topic and consumed by
-   a consumer in its own group that commits offsets per batch; msgs/s end to end.
+   a consumer in its own group that commits offsets per batch; msgs/s end to end, and the
+   CPU per message of that produce + consume.
 2. ours, once per database backend (SQLite in a temp dir, plus PostgreSQL with
    ``--postgres``): the producer side writes events with ``add_event`` in its own
    transactions, ``OutboxRelay.run()`` publishes them, an ``EventConsumer`` applies them
@@ -13,7 +14,10 @@ One run, one broker (a LocalBroker started here unless ``--bootstrap`` is given)
    - latency phase: M events, one per transaction, at a steady rate;
      latency = consumer transaction committed - producer transaction committed.
    - throughput phase: N events, 100 per transaction, written as fast as one writer can;
-     events/s from the first producer commit to the last consumer commit.
+     events/s from the first producer commit to the last consumer commit, and the CPU
+     the process spent per event meanwhile (all threads, and the event loop's alone).
+   - stages: N more events, the writer, the relay and the consumer each run alone, one
+     after another, for the CPU per event each stage costs (not part of the ratio).
 
 Everything (writer, relay, consumer) shares one event loop, as when a service runs its
 relay and consumer in its own process; the broker is a separate process.
@@ -146,6 +150,15 @@ async def cancel_task(task: asyncio.Task[Any] | None) -> None:
         await asyncio.wait_for(task, 10)
 
 
+async def stop_consumer(consumer: EventConsumer, task: asyncio.Task[None] | None) -> None:
+    """Let the consumer finish its batch and commit, then make sure its task is gone."""
+    consumer.request_stop()
+    if task is not None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(task), 10)
+    await cancel_task(task)
+
+
 @dataclass
 class Phase:
     name: str
@@ -274,6 +287,7 @@ async def run_raw(settings: ServiceSettings, n: int, run_id: str) -> dict[str, A
         # Warm the producer's metadata for the topic before timing.
         await producer.partitions_for(topic)
         headers = [("content-type", CONTENT_TYPE.encode())]
+        cpu_start = Cpu.now()
         start = time.perf_counter()
         futures = [
             await producer.send(topic, value=value, key=key.encode(), headers=headers)
@@ -290,6 +304,7 @@ async def run_raw(settings: ServiceSettings, n: int, run_id: str) -> dict[str, A
             if consume_task in done:
                 consume_task.result()  # re-raise the consumer's error
             raise TimeoutError(f"raw consumer received {received}/{n} messages in 60s")
+        cpu = Cpu.now() - cpu_start
     finally:
         await cancel_task(consume_task)
         with contextlib.suppress(Exception):
@@ -304,6 +319,7 @@ async def run_raw(settings: ServiceSettings, n: int, run_id: str) -> dict[str, A
         "elapsed_s": round(elapsed, 3),
         "produce_msgs_per_s": round(n / (produced_at - start)),
         "msgs_per_s": round(n / elapsed),
+        "cpu_us_per_msg": cpu.us_per(n)["process"],
     }
 
 
@@ -366,11 +382,11 @@ async def write_transaction(
 ) -> None:
     async with db.session() as session:
         items = [(data, data.member_id) for data in members]
-        events = await add_events(session, items, source="bench")
+        event_ids = await add_events(session, items, source="bench")
         # Recorded as the commit starts, not after it: the commit wakes the relay, and on
         # a loaded machine the consumer can apply an event before this task resumes.
         # Latencies are thus counted from just before the commit, never understated.
-        tracker.committed(phase, [e.id for e in events], time.perf_counter())
+        tracker.committed(phase, event_ids, time.perf_counter())
 
 
 async def wait_phase(phase: Phase, timeout_s: float, *watched: asyncio.Task[Any]) -> bool:
@@ -496,12 +512,14 @@ async def run_ours(
         # envelopes, serialising and inserting them is timed.
         members = [member_data(2_000_000 + i) for i in range(n)]
         wall_start = datetime.now(UTC)
+        cpu_start = Cpu.now()
         perf_start = time.perf_counter()
         for first in range(0, n, batch):
             await write_transaction(producer_db, tracker, bulk, members[first : first + batch])
         # Cut off phase_timeout after the first write; the rate counts what was handled.
         remaining = max(5.0, perf_start + args.phase_timeout - time.perf_counter())
         complete = await wait_phase(bulk, remaining, *watched)
+        cpu = Cpu.now() - cpu_start
         last = tracker.last_handled(bulk)
         assert bulk.first_commit is not None
         assert bulk.last_commit is not None
@@ -518,13 +536,137 @@ async def run_ours(
             "relay_drained_s": rounded(relay_drained_s, 3),
             "consumer_drained_s": rounded(elapsed, 3),
             "events_per_s": round(handled / elapsed) if elapsed else None,
+            "cpu_us_per_event": cpu.us_per(handled)["process"] if handled else None,
+            "loop_cpu_us_per_event": cpu.us_per(handled)["loop"] if handled else None,
             "latency_under_load_ms": {k: rounded(v) for k, v in lat.items()},
         }
         if not complete:
             missed = await unhandled_breakdown(producer_db, consumer_db, tracker, bulk)
             result["throughput"].update(missed)
-    progress(f"{backend}: throughput {result['throughput']}")
+        progress(f"{backend}: throughput {result['throughput']}")
+
+        # Stages one after another, for the CPU each costs alone.
+        await stop_consumer(consumer, consumer_task)
+        await cancel_task(relay_task)
+        stages = StageRun(producer_db, consumer_db, producer_settings, consumer_settings, tracker)
+        stack.push_async_callback(stages.close)
+        result["stages"] = await stages.run(bootstrap, f"{group}-stages", n, batch, args)
+    progress(f"{backend}: stages {result['stages']}")
     return result
+
+
+class StageRun:
+    """Writer, relay and consumer run one after another over N fresh events, so the process
+    CPU each spends is its own (the broker and the database server are other processes).
+
+    The relay and the consumer are warmed first (producer started, group joined): what is
+    measured is the per-event cost, not start-up.
+    """
+
+    def __init__(
+        self,
+        producer_db: Database,
+        consumer_db: Database,
+        producer_settings: ServiceSettings,
+        consumer_settings: ServiceSettings,
+        tracker: Tracker,
+    ) -> None:
+        self.producer_db = producer_db
+        self.consumer_db = consumer_db
+        self.consumer_settings = consumer_settings
+        self.tracker = tracker
+        self.relay = OutboxRelay(producer_db, producer_settings)
+        self.consumer: EventConsumer | None = None
+        self.consumer_task: asyncio.Task[None] | None = None
+
+    async def close(self) -> None:
+        if self.consumer is not None:
+            await stop_consumer(self.consumer, self.consumer_task)
+            await self.consumer.close()
+        await self.relay.close()
+
+    async def drain_relay(self) -> int:
+        sent = 0
+        while published := await self.relay.publish_batch():
+            sent += published
+        return sent
+
+    async def run(
+        self, bootstrap: str, group: str, n: int, batch: int, args: argparse.Namespace
+    ) -> dict[str, Any]:
+        warmup = Phase("stages-warmup")
+        await write_transaction(self.producer_db, self.tracker, warmup, [member_data(3_000_000)])
+        await self.drain_relay()
+        await seek_group_to_end(bootstrap, group, MEMBERS_TOPIC)
+        self.consumer = EventConsumer(
+            self.consumer_db,
+            self.consumer_settings,
+            {"member.registered": ON_MEMBERS_REGISTERED},
+            group=group,
+        )
+        consumer_started: list[Cpu] = []
+        handle_batch = self.consumer.handle_batch
+
+        async def timed_handle_batch(records: list[Any]) -> None:
+            if not consumer_started:
+                consumer_started.append(Cpu.now())
+            await handle_batch(records)
+
+        self.consumer.handle_batch = timed_handle_batch  # type: ignore[method-assign]
+
+        phase = Phase("stages")
+        members = [member_data(3_000_001 + i) for i in range(n)]
+        started = Cpu.now()
+        for first in range(0, n, batch):
+            await write_transaction(
+                self.producer_db, self.tracker, phase, members[first : first + batch]
+            )
+        writer = Cpu.now() - started
+
+        started = Cpu.now()
+        sent = await self.drain_relay()
+        relay = Cpu.now() - started
+
+        # The consumer's clock starts at its first batch: joining the group is start-up.
+        self.consumer_task = asyncio.create_task(self.consumer.run(), name="stage-consumer")
+        complete = await wait_phase(phase, max(args.phase_timeout, 60.0), self.consumer_task)
+        consumer = Cpu.now() - consumer_started[0] if consumer_started else None
+        handled = n - phase.outstanding
+        stages: dict[str, Any] = {"events": n, "complete": complete}
+        for name, spent, count in (
+            ("writer", writer, n),
+            ("relay", relay, sent),
+            ("consumer", consumer, handled),
+        ):
+            stages[f"{name}_us"] = spent.us_per(count)["process"] if spent and count else None
+            stages[f"{name}_loop_us"] = spent.us_per(count)["loop"] if spent and count else None
+        for kind in ("", "_loop"):
+            parts = [stages[f"{name}{kind}_us"] for name in ("writer", "relay", "consumer")]
+            total = round(sum(parts), 1) if all(p is not None for p in parts) else None
+            stages[f"total{kind}_us"] = total
+        return stages
+
+
+@dataclass(frozen=True)
+class Cpu:
+    """CPU seconds of the whole process (the SQLite driver's thread included) and of the
+    event loop's thread alone (what caps one service process's throughput)."""
+
+    process_s: float
+    loop_s: float
+
+    @classmethod
+    def now(cls) -> Cpu:
+        return cls(time.process_time(), time.thread_time())
+
+    def __sub__(self, other: Cpu) -> Cpu:
+        return Cpu(self.process_s - other.process_s, self.loop_s - other.loop_s)
+
+    def us_per(self, count: int) -> dict[str, float]:
+        return {
+            "process": round(self.process_s / count * 1e6, 1),
+            "loop": round(self.loop_s / count * 1e6, 1),
+        }
 
 
 async def unhandled_breakdown(
@@ -592,7 +734,8 @@ def report(raw: dict[str, Any], ours: list[dict[str, Any]], meta: dict[str, Any]
     console.print(
         f"raw baseline: {raw['messages']} msgs x {raw['avg_bytes']} B, "
         f"{PARTITIONS} partitions, acks=all linger_ms=5 -> produce {raw['produce_msgs_per_s']} "
-        f"msgs/s, end to end {raw['msgs_per_s']} msgs/s ({raw['elapsed_s']} s)"
+        f"msgs/s, end to end {raw['msgs_per_s']} msgs/s ({raw['elapsed_s']} s), "
+        f"CPU {raw['cpu_us_per_msg']} us/msg"
     )
     table = Table(title="Outbox pipeline vs raw aiokafka (same broker)")
     for column in ("metric", *(r["backend"] for r in ours), "target"):
@@ -620,6 +763,17 @@ def report(raw: dict[str, Any], ours: list[dict[str, Any]], meta: dict[str, Any]
     row("  consumer drained s", lambda r: r["throughput"]["consumer_drained_s"])
     row("  load latency p50 ms", lambda r: r["throughput"]["latency_under_load_ms"]["p50"])
     row("  load latency p95 ms", lambda r: r["throughput"]["latency_under_load_ms"]["p95"])
+    row("  CPU us/event: process", lambda r: r["throughput"]["cpu_us_per_event"])
+    row("  CPU us/event: loop", lambda r: r["throughput"]["loop_cpu_us_per_event"])
+    row("stages alone, CPU us/event", lambda r: f"N={r['stages']['events']}")
+
+    def stage(name: str) -> Callable[[dict[str, Any]], str]:
+        return lambda r: f"{r['stages'][f'{name}_us']} ({r['stages'][f'{name}_loop_us']} loop)"
+
+    row("  writer (add_events)", stage("writer"))
+    row("  relay (publish_batch)", stage("relay"))
+    row("  consumer (run)", stage("consumer"))
+    row("  sum", stage("total"), f"raw {raw['cpu_us_per_msg']}")
     row("meets targets", lambda r: "yes" if r["meets_targets"] else "no")
     console.print(table)
     console.print(
@@ -772,6 +926,7 @@ def main(argv: list[str] | None = None) -> int:
                 "meets_targets": r["meets_targets"],
                 "latency": r["latency"],
                 "throughput": r["throughput"],
+                "stages": r["stages"],
             }
             for r in results["ours"]
         ],

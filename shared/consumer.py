@@ -28,8 +28,10 @@ from aiokafka import (
 )
 from aiokafka.errors import CommitFailedError, KafkaError
 from pydantic import ValidationError
-from sqlalchemy import Executable
+from sqlalchemy import JSON, Executable, bindparam, func, literal_column, select, true
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.bus import (
@@ -75,7 +77,7 @@ IDLE_AFTER_S = 5.0
 IDLE_FETCH_MAX_WAIT_MS = 500
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ConsumedEvent:
     envelope: CloudEvent
     data: Any
@@ -124,34 +126,68 @@ class PoisonMessage(Exception):
 
 async def claim_in_inbox(session: AsyncSession, consumer: str, event_id: str, type_: str) -> bool:
     """Record the event as processed by ``consumer``; False when it already was."""
-    return event_id in await claim_many_in_inbox(session, consumer, [(event_id, type_)])
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    stmt = _CLAIM_ONE.get(dialect)
+    if stmt is None:
+        # Built once per dialect: building it and its cache key cost more than running it.
+        stmt = _CLAIM_ONE[dialect] = (
+            conflict_insert(session, inbox_table)
+            .on_conflict_do_nothing(index_elements=["consumer", "event_id"])
+            .returning(inbox_table.c.event_id)
+        )
+    row = {"consumer": consumer, "event_id": event_id, "type": type_, "processed_at": utcnow()}
+    return (await session.execute(stmt, row)).first() is not None
 
 
 async def claim_many_in_inbox(
     session: AsyncSession, consumer: str, events: list[tuple[str, str]]
 ) -> set[str]:
     """Record many events as processed in one statement; returns the ids not seen before."""
-    now = utcnow()
-    rows = [
-        {"consumer": consumer, "event_id": event_id, "type": type_, "processed_at": now}
-        for event_id, type_ in dict(events).items()
-    ]
-    # Parameters, not literal VALUES: the statement compiles once and is cached, where
-    # a 500-row VALUES list would be compiled afresh for every batch. Built once per
-    # dialect too: building it and its cache key cost more than running it for one row.
+    claims = dict(events)  # an id twice in one statement is claimed once
+    if len(claims) == 1:
+        [(event_id, type_)] = claims.items()
+        return {event_id} if await claim_in_inbox(session, consumer, event_id, type_) else set()
     dialect = session.bind.dialect.name if session.bind else "sqlite"
-    stmt = _CLAIM_STATEMENTS.get(dialect)
+    stmt = _CLAIM_MANY.get(dialect)
     if stmt is None:
-        stmt = _CLAIM_STATEMENTS[dialect] = (
-            conflict_insert(session, inbox_table)
-            .on_conflict_do_nothing(index_elements=["consumer", "event_id"])
-            .returning(inbox_table.c.event_id)
-        )
-    result = await session.execute(stmt, rows if len(rows) > 1 else rows[0])
-    return set(result.scalars())
+        stmt = _CLAIM_MANY[dialect] = _claim_many_statement(dialect)
+    params = {"consumer": consumer, "claims": list(claims.items()), "now": utcnow()}
+    return set((await session.execute(stmt, params)).scalars().all())
 
 
-_CLAIM_STATEMENTS: dict[str, Executable] = {}
+def _claim_many_statement(dialect: str) -> Executable:
+    """The inbox INSERT of a whole batch, its ``[event id, type]`` pairs bound as one JSON
+    array and read back by the database (``json_array_elements`` on PostgreSQL,
+    ``json_each`` on SQLite).
+
+    One parameter, not one set per row: an executemany with RETURNING is rendered as a
+    VALUES list, built and bound row by row in Python for every batch (a 500-event batch
+    took 7 ms of CPU that way on PostgreSQL, 4.5 ms this way). For one event the plain
+    INSERT is cheaper (``claim_in_inbox``).
+    """
+    claims = bindparam("claims", type_=JSON)
+    if dialect == "postgresql":
+        pairs = func.json_array_elements(claims).table_valued("value").render_derived()
+        stmt: pg.Insert | sqlite.Insert = pg.insert(inbox_table)
+    else:
+        pairs = func.json_each(claims).table_valued("value")
+        stmt = sqlite.insert(inbox_table)
+    pair = pairs.c.value
+    source = select(
+        bindparam("consumer", type_=inbox_table.c.consumer.type),
+        pair.op("->>")(literal_column("0")),
+        pair.op("->>")(literal_column("1")),
+        bindparam("now", type_=inbox_table.c.processed_at.type),
+    ).where(true())  # without a WHERE, SQLite reads ON CONFLICT as a join's ON
+    return (
+        stmt.from_select(["consumer", "event_id", "type", "processed_at"], source)
+        .on_conflict_do_nothing(index_elements=["consumer", "event_id"])
+        .returning(inbox_table.c.event_id)
+    )
+
+
+_CLAIM_ONE: dict[str, Executable] = {}
+_CLAIM_MANY: dict[str, Executable] = {}
 
 
 @contextlib.contextmanager
@@ -424,10 +460,11 @@ class EventConsumer:
             await self.handle(records[0])
             return
         events: list[tuple[Subscription, ConsumedEvent]] = []
+        subscriptions = self.subscriptions
         try:
             for record in records:
                 envelope = parse_envelope(record)
-                handler = self.subscriptions.get(envelope.type)
+                handler = subscriptions.get(envelope.type)
                 if handler is not None:
                     data = parse_data(envelope)
                     event = ConsumedEvent(
@@ -445,12 +482,15 @@ class EventConsumer:
             log.info("consumer %s: batch failed (%r); applying one by one", self.group, exc)
             await self._one_by_one(records)
             return
-        outcomes = Counter(
-            (event.envelope.type, "applied" if event.id in applied else "duplicate")
-            for _, event in events
-        )
-        for (type_, outcome), count in outcomes.items():
-            CONSUMED.labels(self.group, type_, outcome).inc(count)
+        received = Counter(event.envelope.type for _, event in events)
+        duplicates: Counter[str] = Counter()
+        if len(applied) < len(events):  # a second pass only when something was seen before
+            duplicates.update(e.envelope.type for _, e in events if e.envelope.id not in applied)
+        for type_, count in received.items():
+            if count > duplicates[type_]:
+                CONSUMED.labels(self.group, type_, "applied").inc(count - duplicates[type_])
+            if duplicates[type_]:
+                CONSUMED.labels(self.group, type_, "duplicate").inc(duplicates[type_])
         self.processed += len(events)
 
     async def _one_by_one(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
@@ -459,14 +499,15 @@ class EventConsumer:
 
     async def _apply_many(self, events: list[tuple[Subscription, ConsumedEvent]]) -> set[str]:
         async with self.db.session() as session:
-            claims = [(event.id, event.envelope.type) for _, event in events]
+            claims = [(event.envelope.id, event.envelope.type) for _, event in events]
             pending = await claim_many_in_inbox(session, self.group, claims)
             applied = set(pending)
             fresh: list[tuple[Subscription, ConsumedEvent]] = []
-            for handler, event in events:
-                if event.id in pending:
-                    pending.discard(event.id)  # the same event twice in a batch applies once
-                    fresh.append((handler, event))
+            for pair in events:
+                event_id = pair[1].envelope.id
+                if event_id in pending:
+                    pending.discard(event_id)  # the same event twice in a batch applies once
+                    fresh.append(pair)
             for handler, run in consecutive_runs(fresh):
                 await run_handler(session, handler, run)
         return applied

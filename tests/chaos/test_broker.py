@@ -92,6 +92,9 @@ async def burst_with_broker_restart(
 
     async def crash_and_restart() -> tuple[int, int]:
         await reached(FAST_WRITES)
+        # The crash must land mid-stream: some events published, more to come. On a loaded
+        # machine the relay's first publish can come after the first fast writes.
+        await eventually(lambda: count(engine, SENT), timeout_s=60)
         await asyncio.to_thread(broker.kill)
         broker_down.set()
         sent_before_crash = await count(engine, SENT)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.analytics.repository import GrowthRepository
@@ -18,9 +19,10 @@ from shared.consumer import (
     Batched,
     ConsumedEvent,
     EventConsumer,
+    claim_many_in_inbox,
     replay_dead_letters,
 )
-from shared.db import Database
+from shared.db import Database, inbox_table
 from shared.events.contracts.members import MemberRegistered
 from shared.events.envelope import CloudEvent
 from shared.events.topics import MEMBERS, dlq_topic
@@ -80,6 +82,32 @@ async def consumer_with(
         settings_for(ConsumerSettings, broker, db.url, **settings),
         {"member.registered": handler},  # type: ignore[dict-item]
     )
+
+
+async def test_an_inbox_claim_returns_only_the_events_not_seen_before(
+    databases: Databases,
+) -> None:
+    db = Database(await databases.new("consumer"))
+    await upgrade(db, MIGRATIONS)
+    async with db.session() as session:
+        first = await claim_many_in_inbox(
+            session, "g", [("e-1", "member.registered"), ("e-2", "post.liked"), ("e-1", "x")]
+        )
+    async with db.session() as session:
+        second = await claim_many_in_inbox(session, "g", [("e-2", "post.liked"), ("e-3", "t")])
+        other_group = await claim_many_in_inbox(session, "h", [("e-2", "post.liked")])
+        again = await claim_many_in_inbox(session, "h", [("e-2", "post.liked")])
+    assert (first, second, other_group, again) == ({"e-1", "e-2"}, {"e-3"}, {"e-2"}, set())
+    async with db.session() as session:
+        rows = (await session.execute(select(inbox_table))).all()
+    assert {(r.consumer, r.event_id, r.type) for r in rows} == {
+        ("g", "e-1", "x"),  # the last type given for an id in one claim
+        ("g", "e-2", "post.liked"),
+        ("g", "e-3", "t"),
+        ("h", "e-2", "post.liked"),
+    }
+    assert all(r.processed_at.tzinfo is not None for r in rows)
+    await db.dispose()
 
 
 async def test_the_same_event_delivered_twice_has_one_effect(

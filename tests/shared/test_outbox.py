@@ -23,7 +23,14 @@ from shared.db import Database, outbox_table
 from shared.events.contracts.members import MemberRegistered
 from shared.events.envelope import CloudEvent, new_event_id
 from shared.migrations import upgrade
-from shared.outbox import OutboxRelay, add_event, add_events, murmur2, partition_for
+from shared.outbox import (
+    OutboxRelay,
+    add_event,
+    add_events,
+    murmur2,
+    outbox_rows,
+    partition_for,
+)
 from shared.settings import ServiceSettings
 from tests.conftest import Databases, eventually, read_topic, settings_for
 
@@ -130,6 +137,51 @@ async def test_published_message_is_a_cloudevent_the_official_sdk_parses(
     await db.dispose()
 
 
+async def test_a_batch_marks_sent_exactly_the_rows_it_published(
+    databases: Databases, broker: LocalBroker
+) -> None:
+    db = await migrated(await databases.new("producer"))
+    ids = await write_events(db, 5)
+    relay = OutboxRelay(db, settings_for(ProducerSettings, broker, db.url, relay_batch_size=3))
+    assert await relay.publish_batch() == 3
+    await relay.close()
+    async with db.session() as session:
+        rows = (
+            await session.execute(
+                select(
+                    outbox_table.c.event_id, outbox_table.c.sent_at, outbox_table.c.attempts
+                ).order_by(outbox_table.c.id)
+            )
+        ).all()
+    assert [r.event_id for r in rows] == ids
+    assert [r.sent_at is not None for r in rows] == [True, True, True, False, False]
+    assert [r.attempts for r in rows] == [1, 1, 1, 0, 0]
+    records = await read_topic(broker, "community.members.v1", 4, timeout_s=3)
+    assert sorted(CloudEvent.from_json(r.value or b"").id for r in records) == sorted(ids[:3])
+    await db.dispose()
+
+
+def test_the_outbox_payload_is_the_cloudevent_the_envelope_model_writes() -> None:
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    items = [(registered(1), 'm-"1"', None), (registered(2), "会员-2", traceparent)]
+    ids, rows = outbox_rows(items, "/services/members")
+    for (data, subject, trace), event_id, row in zip(items, ids, rows, strict=True):
+        assert row["event_id"] == event_id
+        assert isinstance(row["created_at"], datetime)
+        model = CloudEvent(
+            id=event_id,
+            source="/services/members",
+            type="member.registered",
+            subject=subject,
+            time=row["created_at"],
+            partitionkey=subject,
+            traceparent=trace,
+            data=data.model_dump(mode="json"),
+        )
+        assert row["payload"] == model.to_json().decode()
+        assert CloudEvent.from_json(str(row["payload"])) == model
+
+
 async def test_two_relays_on_one_postgres_database_publish_each_event_once(
     pg_databases: Databases, broker: LocalBroker
 ) -> None:
@@ -170,9 +222,9 @@ async def test_relay_keeps_each_keys_order_and_its_kafka_partition(
     for txn in range(30):  # 30 transactions of 10 events, keys interleaved
         async with db.session() as session:
             items = [(registered(txn * 10 + i), keys[(txn + i) % 7]) for i in range(10)]
-            for event in await add_events(session, items, source="/tests"):
-                assert event.subject is not None
-                written[event.subject].append(event.id)
+            event_ids = await add_events(session, items, source="/tests")
+            for (_, key), event_id in zip(items, event_ids, strict=True):
+                written[key].append(event_id)
     # Several relay batches, each spread over every partition in several record batches.
     relay = OutboxRelay(db, settings_for(ProducerSettings, broker, db.url, relay_batch_size=120))
     while await relay.publish_batch():
@@ -205,6 +257,8 @@ def test_event_ids_are_random_uuids_and_a_forked_child_makes_its_own() -> None:
     ids = [new_event_id() for _ in range(5000)]
     assert len(set(ids)) == len(ids)
     assert {uuid.UUID(i).version for i in ids} == {4}
+    assert {uuid.UUID(i).variant for i in ids} == {uuid.RFC_4122}
+    assert all(str(uuid.UUID(i)) == i for i in ids)  # canonical lower-case text
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: report the next ids it would use, then leave at once
