@@ -88,25 +88,28 @@ class Ingest:
     ) -> None:
         """Apply one member action to every rollup of every scope it belongs to."""
         at = as_utc(at)
-        day, hour = at.date(), at.replace(minute=0, second=0, microsecond=0)
+        day = at.date()
         author = None if post_author_id == member_id else post_author_id  # self-credit: none
         initiated = INITIATED_WEIGHTS.get(event_type, 0.0)
-        received = RECEIVED_WEIGHTS.get(event_type, 0.0)
+        received = RECEIVED_WEIGHTS.get(event_type, 0.0) if author else 0.0
         buffer = self.buffer
-        for scope in scopes_for(community_id):
+        counters = buffer.counters
+        # The hot path of ingest: the buffer's dicts are written here directly.
+        hour = at.replace(minute=0, second=0, microsecond=0) if active else None
+        for scope in (PLATFORM, community_id) if community_id else (PLATFORM,):
             if counter:
-                buffer.counter(scope, day, counter, amount)
+                counters[(scope, day, counter, "")] += amount
                 if dimension is not None:
-                    buffer.counter(scope, day, counter, amount, dimension)
-            if active:
-                buffer.counter(scope, day, "actions")
+                    counters[(scope, day, counter, dimension)] += amount
+            if hour is not None:
+                counters[(scope, day, "actions", "")] += 1
                 buffer.hourly[(scope, hour)] += 1
                 buffer.active.add((scope, day, member_id))
             buffer.step(scope, event_type, member_id, at)
             if initiated:
-                buffer.score(scope, day, member_id, initiated, 0.0)
+                buffer.initiated[(scope, day, member_id)] += initiated
             if author and received:
-                buffer.score(scope, day, author, 0.0, received)
+                buffer.received[(scope, day, author)] += received
         buffer.applied(at)
 
     def campaign_steps(
@@ -195,9 +198,8 @@ class Ingest:
         at = as_utc(at)
         if author_kind == "staff":
             await self.repo.mark_staff(author_id)
-        self.buffer.post(post_id, community_id).facts.update(
-            author_id=author_id, author_kind=author_kind, post_type=post_type, published_at=at
-        )
+        self.buffer.post_community.setdefault(post_id, community_id)
+        self.buffer.post_facts[post_id] = (author_id, author_kind, post_type, at)
         self.action("post.published", author_id, community_id, at, counter="posts")
 
     def interaction(
@@ -213,7 +215,7 @@ class Ingest:
         counter: str,
         dimension: str | None = None,
     ) -> None:
-        self.buffer.post(post_id, community_id).counts[post_counter] += 1
+        self.buffer.post(post_id, community_id, post_counter)
         self.action(
             event_type,
             member_id,
@@ -227,12 +229,11 @@ class Ingest:
     def viewed(
         self, post_id: str, community_id: str, member_id: str, via_share: bool, at: datetime
     ) -> None:
-        post = self.buffer.post(post_id, community_id)
-        post.counts["views"] += 1
+        self.buffer.post(post_id, community_id, "views")
         self.buffer.viewers.add((post_id, member_id))
         self.action("post.viewed", member_id, community_id, at, active=False, counter="views")
         if via_share:
-            post.counts["views_via_share"] += 1
+            self.buffer.post(post_id, community_id, "views_via_share")
             day = as_utc(at).date()
             for scope in scopes_for(community_id):
                 self.buffer.counter(scope, day, "views_via_share")

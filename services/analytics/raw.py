@@ -14,7 +14,7 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from pydantic.fields import FieldInfo
 
@@ -91,21 +91,36 @@ def _id(data: Mapping[str, Any], name: str | None) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def row_of(event: ConsumedEvent) -> dict[str, Any]:
-    """The ``raw_events`` row of a consumed event (``received_at`` is set when written)."""
+# A raw_events row as the buffer keeps it (``received_at`` is set when written).
+RAW_COLUMNS = ("event_id", "type", "source", "subject", "time", "data", "member_id", "related_id")
+RAW_MEMBER: Final = 6
+RAW_RELATED: Final = 7
+assert RAW_COLUMNS[RAW_MEMBER] == "member_id"
+assert RAW_COLUMNS[RAW_RELATED] == "related_id"
+RawRow = tuple[str, str, str, str | None, datetime, dict[str, Any], str | None, str | None]
+
+
+def row_of(event: ConsumedEvent) -> RawRow:
+    """The ``raw_events`` row of a consumed event, in ``RAW_COLUMNS`` order."""
     envelope = event.envelope
     shape = shape_of(envelope.type)
-    at = envelope.time
-    return {
-        "event_id": envelope.id,
-        "type": envelope.type,
-        "source": envelope.source,
-        "subject": envelope.subject,
-        "time": at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC),
-        "data": envelope.data,
-        "member_id": _id(envelope.data, shape.actor),
-        "related_id": _id(envelope.data, shape.related),
-    }
+    at, data = envelope.time, envelope.data
+    return (
+        envelope.id,
+        envelope.type,
+        envelope.source,
+        envelope.subject,
+        at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC),
+        data,
+        _id(data, shape.actor),
+        _id(data, shape.related),
+    )
+
+
+def scrubbed(row: RawRow, keys: Mapping[str, str]) -> RawRow:
+    """``scrub`` for a row kept as a tuple."""
+    done = scrub(dict(zip(RAW_COLUMNS, row, strict=True)), keys)
+    return typing.cast(RawRow, tuple(done[name] for name in RAW_COLUMNS))
 
 
 def scrub(row: Mapping[str, Any], keys: Mapping[str, str]) -> dict[str, Any]:

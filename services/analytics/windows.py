@@ -31,11 +31,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from services.analytics.bulk import (
+    Columns,
+    Shape,
     cached,
-    columns_of,
+    encode,
     insert_new,
     insert_rows,
     is_postgres,
+    size_of,
     table_of,
 )
 from services.analytics.models import ActivityGap, DailyCounter, MemberActivityDay, MemberEventDay
@@ -79,13 +82,30 @@ def gap_changes(days: Iterable[date], new: Iterable[date]) -> Counter[tuple[date
     return Counter({key: n for key, n in changes.items() if n and key[1] < MAX_WINDOW_DAYS})
 
 
+def one_new_day(day: date, before: date | None, after: date | None) -> list[tuple[date, int, int]]:
+    """``gap_changes`` for a member's one new day, as (day, gap, change), from their nearest
+    old days before and after it within the longest window (None: none there).
+
+    Nearly every new member-day of a batch is its member's only one: it gains the gap
+    from the day before it, and the day after it now counts from it instead.
+    """
+    moves = []
+    if before is not None:
+        moves.append((day, (day - before).days, 1))
+    if after is not None:
+        moves.append((after, (after - day).days, 1))
+        if before is not None and (after - before).days < MAX_WINDOW_DAYS:
+            moves.append((after, (after - before).days, -1))
+    return moves
+
+
 def _previous(days: list[date], day: date) -> date | None:
     at = bisect.bisect_left(days, day)
     return days[at - 1] if at else None
 
 
 def insert_days(
-    session: Session, kind: str, rows: list[dict[str, Any]]
+    session: Session, kind: str, columns: Columns
 ) -> tuple[list[tuple[str, date, str]], Counter[GapKey]]:
     """Insert the member-day rows not there yet: the (scope, day, member) really inserted
     (a replay inserts nothing), and how the gap counts move for them.
@@ -96,32 +116,42 @@ def insert_days(
     ``gap_changes`` needs (tests/analytics/test_ingest.py proves it against every day).
     SQLite: insert, then read the members' days around the new ones.
     """
-    if not rows:
+    if not size_of(columns):
         return [], Counter()
     if not is_postgres(session):
-        model = MemberActivityDay if kind == ACTIVE else MemberEventDay
+        model = _model(kind)
         keys = list(table_of(model).primary_key.columns.keys())
         # The keys end (..., day, member_id) in both tables.
-        written = [(key[0], key[-2], key[-1]) for key in insert_new(session, model, rows, keys)]
+        written = [(key[0], key[-2], key[-1]) for key in insert_new(session, model, columns, keys)]
         return written, gap_deltas(session, kind, written)
-    stmt = cached(
-        session,
-        ("insert_days", kind, tuple(rows[0])),
-        lambda: _insert_days(session, kind, list(rows[0])),
-    )
+    shape, params = encode(session, _model(kind), columns)
+    stmt = cached(session, ("insert_days", kind, shape), lambda: _insert_days(session, kind, shape))
+    found = session.execute(stmt, params).all()
+    new_days = Counter((scope, member) for scope, _, member, _, _ in found)
     inserted: list[tuple[str, date, str]] = []
-    days: dict[tuple[str, str], list[date]] = defaultdict(list)
-    for scope, day, member, *neighbours in session.execute(stmt, columns_of(rows)):
+    moves: Counter[GapKey] = Counter()
+    several: dict[tuple[str, str], list[date]] = defaultdict(list)
+    for scope, day, member, before, after in found:
         inserted.append((scope, day, member))
-        days[(scope, member)] += [d for d in neighbours if d is not None]
-    return inserted, _moves(inserted, days)
+        if new_days[(scope, member)] > 1:
+            several[(scope, member)] += [d for d in (before, after) if d is not None]
+            continue
+        for moved, gap, n in one_new_day(day, before, after):
+            moves[(scope, moved, gap)] += n
+    if several:
+        moves.update(_moves([row for row in inserted if (row[0], row[2]) in several], several))
+    return inserted, moves
 
 
-def _insert_days(session: Session, kind: str, columns: list[str]) -> Any:
-    model = MemberActivityDay if kind == ACTIVE else MemberEventDay
+def _model(kind: str) -> Any:
+    return MemberActivityDay if kind == ACTIVE else MemberEventDay
+
+
+def _insert_days(session: Session, kind: str, shape: Shape) -> Any:
+    model = _model(kind)
     table = table_of(model)
     new = (
-        insert_rows(session, model, columns)
+        insert_rows(session, model, shape)
         .on_conflict_do_nothing(index_elements=list(table.primary_key.columns.keys()))
         .returning(table.c.scope, table.c.day, table.c.member_id)
         .cte("new")

@@ -7,13 +7,13 @@ import random
 from collections import Counter
 from datetime import date, timedelta
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
 from services.analytics.models import ActivityGap
 from services.analytics.periods import MAX_WINDOW_DAYS, Period
-from services.analytics.windows import gap_changes, rebuild
+from services.analytics.windows import gap_changes, one_new_day, rebuild
 from shared.events.contracts import campaigns, members
 from shared.events.registry import EventData
 from tests.analytics.conftest import MONDAY, Analytics, at, new_id
@@ -88,6 +88,26 @@ def test_many_new_days_of_one_member_in_one_batch_move_the_counts_as_one_by_one(
     gaps = gaps_from_scratch({"m": old})
     gaps.update(gap_changes(old | fresh, fresh))
     assert +gaps == gaps_from_scratch({"m": old | fresh})
+
+
+@settings(max_examples=300, deadline=None)
+@given(old=st.sets(st.integers(0, 3 * MAX_WINDOW_DAYS), max_size=15), new=st.integers(0, 180))
+# The neighbours just inside and just outside the longest window of each other.
+@example(old={0, MAX_WINDOW_DAYS - 1}, new=10)
+@example(old={0, MAX_WINDOW_DAYS}, new=10)
+def test_one_new_day_moves_the_counts_as_the_general_rule_does(old: set[int], new: int) -> None:
+    """The fast path of PostgreSQL ingest: a member's only new day of a batch, given just
+    their nearest old days within the longest window (what its statement reads)."""
+    days = {EPOCH + timedelta(days=n) for n in old}
+    day = EPOCH + timedelta(days=new)
+    days.discard(day)
+    near = [d for d in days if abs((d - day).days) < MAX_WINDOW_DAYS]
+    before = max((d for d in near if d < day), default=None)
+    after = min((d for d in near if d > day), default=None)
+    moves: Counter[tuple[date, int]] = Counter()
+    for moved, gap, n in one_new_day(day, before, after):
+        moves[(moved, gap)] += n
+    assert Counter({key: n for key, n in moves.items() if n}) == gap_changes(days | {day}, [day])
 
 
 def test_gaps_as_long_as_the_longest_window_are_not_kept() -> None:
