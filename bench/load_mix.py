@@ -9,8 +9,8 @@ C concurrent clients for D seconds with a realistic mix:
 - 10% campaign actions: a daily check-in (first time per member) or the
   challenge's leaderboard when everyone has checked in.
 
-Prints requests/s, latency p50/p95/p99, the error rate, the CPU each process
-(broker, services, gateway, this driver) spent per request, event-to-metric
+Prints requests/s, latency p50/p95/p99 (overall and per kind of request), the error rate,
+the CPU each process (broker, services, gateway, this driver) spent per request, event-to-metric
 freshness sampled during the run (``now - as_of`` of the analytics overview),
 and the gateway's overhead: the same profile read sent directly to the members
 service and through the gateway, sequentially, in the same run.
@@ -37,11 +37,10 @@ import uuid
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, cast
-from urllib.parse import urlencode
+from typing import Any, Protocol
 
-import httptools
 import httpx
+from clients import LeanClient
 from report import BenchRows
 
 from shared.broker import free_port
@@ -55,121 +54,6 @@ def percentiles(values: list[float]) -> dict[str, float]:
         return {"p50": values[0] if values else 0.0, "p95": 0.0, "p99": 0.0}
     cuts = statistics.quantiles(values, n=100, method="inclusive")
     return {"p50": round(cuts[49], 1), "p95": round(cuts[94], 1), "p99": round(cuts[98], 1)}
-
-
-def encode_json(value: Any) -> bytes:
-    return json.dumps(value).encode()
-
-
-class LeanResponse:
-    __slots__ = ("body", "status_code")
-
-    def __init__(self, status_code: int, body: bytes) -> None:
-        self.status_code = status_code
-        self.body = body
-
-
-class _Connection(asyncio.Protocol):
-    """One keep-alive HTTP/1.1 connection; one request at a time, parsed by httptools."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
-        self.waiter: asyncio.Future[LeanResponse] | None = None
-        self.body: list[bytes] = []
-        self.closed = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports implement asyncio.Transport without subclassing it.
-        self.transport = cast(asyncio.Transport, transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(exc or ConnectionResetError("connection closed"))
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            if self.waiter is not None and not self.waiter.done():
-                self.waiter.set_exception(exc)
-
-    # httptools callbacks
-    def on_body(self, body: bytes) -> None:
-        self.body.append(body)
-
-    def on_message_complete(self) -> None:
-        response = LeanResponse(self.parser.get_status_code(), b"".join(self.body))
-        self.body = []
-        if not self.parser.should_keep_alive():
-            self.closed = True
-            if self.transport is not None:
-                self.transport.close()
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(response)
-
-
-class LeanClient:
-    """The load's HTTP client: raw keep-alive HTTP/1.1, a connection per concurrent caller.
-
-    httpx spends about a millisecond of CPU per request; on a 2-core machine that
-    shares the cores with the platform, the driver's own CPU would be measured as the
-    platform's latency. This client does only what the mix needs.
-    """
-
-    def __init__(self, base_url: str) -> None:
-        url = httpx.URL(base_url)
-        self.host, self.port = url.host, url.port or 80
-        self.host_header = f"{self.host}:{self.port}".encode()
-        self.idle: list[_Connection] = []
-
-    async def _connection(self) -> _Connection:
-        while self.idle:
-            conn = self.idle.pop()
-            if not conn.closed:
-                return conn
-        loop = asyncio.get_running_loop()
-        _, conn = await loop.create_connection(_Connection, self.host, self.port)
-        return conn
-
-    async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-        json: Any = None,
-    ) -> LeanResponse:
-        target = f"{path}?{urlencode(params)}" if params else path
-        lines = [f"{method} {target} HTTP/1.1".encode(), b"host: " + self.host_header]
-        body = b""
-        if json is not None:
-            body = encode_json(json)
-            lines.append(b"content-type: application/json")
-        if body or method in ("POST", "PUT", "PATCH"):
-            lines.append(b"content-length: " + str(len(body)).encode())
-        for name, value in (headers or {}).items():
-            lines.append(f"{name}: {value}".encode())
-        payload = b"\r\n".join(lines) + b"\r\n\r\n" + body
-        conn = await self._connection()
-        assert conn.transport is not None
-        conn.waiter = asyncio.get_running_loop().create_future()
-        conn.transport.write(payload)
-        try:
-            response = await conn.waiter
-        finally:
-            conn.waiter = None
-        if not conn.closed:
-            self.idle.append(conn)
-        return response
-
-    def close(self) -> None:
-        for conn in self.idle:
-            if conn.transport is not None:
-                conn.transport.close()
-        self.idle.clear()
 
 
 class Status(Protocol):
@@ -186,6 +70,7 @@ class Load:
         self.demo = demo
         self.rng = random.Random(seed)
         self.latencies: list[float] = []
+        self.latencies_by_kind: dict[str, list[float]] = {}
         self.statuses: Counter[int] = Counter()
         self.kinds: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
@@ -201,7 +86,9 @@ class Load:
     async def request(self, kind: str, method: str, path: str, **kwargs: Any) -> None:
         started = time.perf_counter()
         response = await self.http.request(method, path, **kwargs)
-        self.latencies.append((time.perf_counter() - started) * 1000)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        self.latencies.append(elapsed_ms)
+        self.latencies_by_kind.setdefault(kind, []).append(elapsed_ms)
         self.statuses[response.status_code] += 1
         self.kinds[kind] += 1
         if response.status_code >= 400:
@@ -370,6 +257,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                     "requests": total,
                     "requests_per_s": round(total / elapsed),
                     "latency_ms": percentiles(load.latencies),
+                    # Which requests make the tail: the same figures per kind of request.
+                    "latency_ms_by_kind": {
+                        kind: percentiles(values)
+                        for kind, values in sorted(load.latencies_by_kind.items())
+                    },
                     "error_rate": round(errors / total, 4) if total else None,
                     "client": args.client,
                     "statuses": dict(load.statuses),

@@ -11,12 +11,13 @@ import logging
 import random
 import sys
 import time
-import uuid
 from contextvars import ContextVar
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.events.envelope import new_event_id
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 event_id_var: ContextVar[str | None] = ContextVar("event_id", default=None)
@@ -122,9 +123,10 @@ class RequestContextMiddleware:
                 incoming_id = value.decode("latin-1")
             elif key == b"traceparent":
                 parent = value.decode("latin-1")
-        request_id = incoming_id or str(uuid.uuid4())
+        # A random UUID from a batch: uuid4() is a getrandom() system call per request.
+        request_id = incoming_id or new_event_id()
         if len(request_id) > 200:
-            request_id = str(uuid.uuid4())
+            request_id = new_event_id()
         rid_token = request_id_var.set(request_id)
         tp_token = traceparent_var.set(new_traceparent(parent))
         started = time.perf_counter()

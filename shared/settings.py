@@ -122,6 +122,14 @@ class ServiceSettings(BaseSettings):
         "",
         description="SQLAlchemy async URL (`postgresql+asyncpg://...`); empty: a SQLite file.",
     )
+    max_concurrent_transactions: int = Field(
+        0,
+        ge=0,
+        description=(
+            "Transactional requests one process runs at once, the rest waiting in arrival "
+            "order; 0: 6 on SQLite (one writer at a time), unbounded on PostgreSQL."
+        ),
+    )
     relay_poll_interval_s: float = Field(
         0.5, description="Outbox relay poll when no commit woke it."
     )
@@ -132,8 +140,12 @@ class ServiceSettings(BaseSettings):
     consumer_max_attempts: int = Field(
         3, description="Tries of one event before it goes to the dead-letter topic."
     )
+    # Kafka answers a parked fetch as soon as data arrives, so this only bounds idle polling.
+    # Tansu answers when the wait runs out: up to this much latency a hop, and at 50 ms the
+    # mixed load spent 11% more CPU a request (broker and consumers polling) for no gain in
+    # freshness (p95 about 0.4 s either way).
     consumer_fetch_max_wait_ms: int = Field(
-        50, description="Longest the broker parks a fetch waiting for data."
+        200, description="Longest the broker parks a fetch waiting for data."
     )
     consumer_retry_backoff_s: float = Field(
         0.2, description="Base wait between tries of a failing event, growing with each try."

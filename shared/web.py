@@ -3,7 +3,9 @@
 Routes built with ``TransactionalRoute`` get one session per request (``SessionDep``)
 that commits once, after the endpoint returns and before the response is sent;
 an error rolls everything back. POST routes honour ``Idempotency-Key`` here,
-storing the response in that same transaction.
+storing the response in that same transaction. A process runs a bounded number of
+these requests at once (``max_concurrent_transactions``; by default only on SQLite), the
+rest in arrival order.
 """
 
 from __future__ import annotations
@@ -121,7 +123,7 @@ class TransactionalRoute(APIRoute):
         async def handler(request: Request) -> Response:
             runtime = get_runtime(request)
             key = request.headers.get(idempotency.HEADER) if request.method == "POST" else None
-            async with runtime.db.sessionmaker() as session:
+            async with runtime.admission, runtime.db.sessionmaker() as session:
                 claim: idempotency.Claim | None = None
                 try:
                     if key is not None:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Select, and_, delete, or_, select, update
+from sqlalchemy import CursorResult, Row, Select, and_, bindparam, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.campaigns.models import (
@@ -24,15 +24,46 @@ def changed(result: Any) -> int:
     return int(cast(CursorResult[Any], result).rowcount)
 
 
+# Hot statements are built once with bound parameters: building one and its cache key on
+# every request cost more than running it.
+CAMPAIGN = (
+    select(Campaign)
+    .where(Campaign.id == bindparam("campaign"))
+    .execution_options(populate_existing=True)
+)
+CAMPAIGN_LOCKED = CAMPAIGN.with_for_update()
+TOP = (
+    select(
+        Participant.member_id,
+        Participant.score,
+        Participant.streak,
+        Participant.total,
+        Participant.completed_at,
+    )
+    .where(Participant.campaign_id == bindparam("campaign"))
+    .order_by(
+        Participant.score.desc(),
+        Participant.total.desc(),
+        # Earlier completion (quiz answer, last check-in needed) ranks first.
+        Participant.completed_at.is_(None),
+        Participant.completed_at,
+        Participant.joined_at,
+        Participant.member_id,
+    )
+    .limit(bindparam("limit"))
+)
+
+# member_id, score, streak, total, completed_at
+Leader = Row[str, float, int, int, datetime | None]
+
+
 class CampaignRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
     async def get(self, campaign_id: str, *, lock: bool = False) -> Campaign | None:
-        stmt = select(Campaign).where(Campaign.id == campaign_id)
-        if lock:
-            stmt = stmt.with_for_update()
-        return (await self.session.scalars(stmt.execution_options(populate_existing=True))).first()
+        stmt = CAMPAIGN_LOCKED if lock else CAMPAIGN
+        return (await self.session.scalars(stmt, {"campaign": campaign_id})).first()
 
     async def page(
         self, filters: Sequence[Any], after: str | None, limit: int
@@ -152,22 +183,9 @@ class ParticipantRepository:
             stmt = stmt.where(Participant.member_id > after)
         return (await self.session.scalars(stmt.order_by(Participant.member_id).limit(limit))).all()
 
-    async def top(self, campaign_id: str, limit: int) -> Sequence[Participant]:
-        stmt = (
-            select(Participant)
-            .where(Participant.campaign_id == campaign_id)
-            .order_by(
-                Participant.score.desc(),
-                Participant.total.desc(),
-                # Earlier completion (quiz answer, last check-in needed) ranks first.
-                Participant.completed_at.is_(None),
-                Participant.completed_at,
-                Participant.joined_at,
-                Participant.member_id,
-            )
-            .limit(limit)
-        )
-        return (await self.session.scalars(stmt)).all()
+    async def top(self, campaign_id: str, limit: int) -> Sequence[Leader]:
+        """The leaders: member id, score, streak, total and completion time, best first."""
+        return (await self.session.execute(TOP, {"campaign": campaign_id, "limit": limit})).all()
 
 
 class GrantRepository:

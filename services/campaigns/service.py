@@ -10,7 +10,7 @@ import secrets
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
 from sqlalchemy import func, select
@@ -44,6 +44,7 @@ from services.campaigns.schemas import (
     FlashSaleCampaignCreate,
     LeaderboardRead,
     LeaderboardRow,
+    Status,
 )
 from services.campaigns.types import checkin, group_buy, lottery, quiz, trial, ugc
 from shared.auth import Principal, Role
@@ -54,6 +55,12 @@ DEFAULT_TIMEZONE = "UTC"
 EDITABLE = ("draft", "scheduled")
 
 Clock = Callable[[], datetime]
+
+
+def _seconds_remaining(campaign: Campaign, now: datetime) -> int | None:
+    if campaign.status not in ("scheduled", "active"):
+        return None
+    return max(0, int((campaign.ends_at - now).total_seconds()))
 
 
 class CampaignService:
@@ -78,8 +85,7 @@ class CampaignService:
     def read(self, campaign: Campaign) -> CampaignRead:
         now = self.clock()
         read = CampaignRead.model_validate(campaign)
-        if campaign.status in ("scheduled", "active"):
-            read.seconds_remaining = max(0, int((campaign.ends_at - now).total_seconds()))
+        read.seconds_remaining = _seconds_remaining(campaign, now)
         if campaign.type == "flash_sale" and campaign.budget_coupons is not None:
             read.stock_left = campaign.budget_coupons - campaign.spent_coupons
         if campaign.status == "scheduled":
@@ -92,8 +98,8 @@ class CampaignService:
         rows = await ParticipantRepository(session).top(campaign.id, limit)
         return LeaderboardRead(
             campaign_id=campaign.id,
-            status=self.read(campaign).status,
-            seconds_remaining=self.read(campaign).seconds_remaining,
+            status=cast(Status, campaign.status),
+            seconds_remaining=_seconds_remaining(campaign, self.clock()),
             items=[
                 LeaderboardRow(
                     rank=i, member_id=p.member_id, score=p.score, streak=p.streak, total=p.total

@@ -79,9 +79,7 @@ async def community_feed(
     next_cursor = (
         encode_cursor(posts[-1].published_at, posts[-1].id) if len(posts) == limit else None
     )
-    return PostPage(
-        items=await post_service.to_reads(session, principal, posts), next_cursor=next_cursor
-    )
+    return await post_service.to_page(session, principal, posts, next_cursor)
 
 
 @router.get("/calendar", response_model=PostPage)
@@ -97,7 +95,7 @@ async def content_calendar(
     For operators and the community's moderators.
     """
     posts = await post_service.calendar(session, principal, community_id, from_, to)
-    return PostPage(items=await post_service.to_reads(session, principal, posts), next_cursor=None)
+    return await post_service.to_page(session, principal, posts, None)
 
 
 @router.get("/{post_id}", response_model=PostRead)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,7 +20,6 @@ from services.content.models import Comment, Post, QuizAnswer, Reaction, Share, 
 from services.content.moderation import moderation_service
 from services.content.repository import (
     CommentRepository,
-    CommunityRepository,
     InteractionRepository,
     PostRepository,
 )
@@ -245,7 +243,7 @@ class InteractionService:
         self, session: AsyncSession, principal: Principal, post_id: str, share_id: str | None
     ) -> tuple[str, bool]:
         """Counts at most one view per member, post and day in the community's time zone."""
-        post = await post_service.get_published(session, principal, post_id)
+        post, zone = await post_service.get_published_with_zone(session, principal, post_id)
         if share_id is not None:
             share = await session.get(Share, share_id)
             if share is None or share.post_id != post.id:
@@ -253,10 +251,8 @@ class InteractionService:
                     "share_id must name a share of this post",
                     errors=[{"field": "body.share_id", "message": "unknown share"}],
                 )
-        community = await CommunityRepository(session).get(post.community_id)
-        assert community is not None
         now = utcnow()
-        day = now.astimezone(ZoneInfo(community.timezone)).date()
+        day = now.astimezone(zone).date()
         values = {
             "post_id": post.id,
             "member_id": principal.subject,

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Table, delete, func, or_, select, update
+from sqlalchemy import Insert, Table, Update, bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.content.models import (
@@ -54,6 +54,42 @@ def _table(model: type[Any]) -> Table:
     table = model.__table__
     assert isinstance(table, Table)
     return table
+
+
+# The hot statements are built once, with bound parameters: building a statement and its
+# cache key on every request cost more than running it.
+POSTS = _table(Post)
+FEED = (
+    select(Post)
+    .where(Post.community_id == bindparam("community"), Post.status == bindparam("status"))
+    .order_by(Post.published_at.desc(), Post.id.desc())
+    .limit(bindparam("limit"))
+)
+FEED_AFTER = FEED.where(
+    or_(
+        Post.published_at < bindparam("at"),
+        (Post.published_at == bindparam("at")) & (Post.id < bindparam("after")),
+    )
+)
+POST_WITH_TIMEZONE = (
+    select(Post, Community.timezone)
+    .join(Community, Community.id == Post.community_id)
+    .where(Post.id == bindparam("post"))
+)
+_bumps: dict[tuple[str, ...], Update] = {}
+_inserts_new: dict[tuple[str, str], Insert] = {}
+
+
+def _bump_statement(columns: tuple[str, ...]) -> Update:
+    """``UPDATE posts SET n = n + :n_delta ...`` for these counters, built once per set."""
+    stmt = _bumps.get(columns)
+    if stmt is None:
+        stmt = _bumps[columns] = (
+            update(POSTS)
+            .where(POSTS.c.id == bindparam("post"))
+            .values({name: POSTS.c[name] + bindparam(f"{name}_delta") for name in columns})
+        )
+    return stmt
 
 
 class CommunityRepository:
@@ -112,17 +148,20 @@ class PostRepository:
         self.session.add(post)
         await self.session.flush()
 
+    async def get_with_timezone(self, post_id: str) -> tuple[Post, str] | None:
+        """The post and its community's time zone, in one statement."""
+        row = (await self.session.execute(POST_WITH_TIMEZONE, {"post": post_id})).first()
+        return None if row is None else (row[0], row[1])
+
     async def feed(
-        self, community_id: str, statuses: Sequence[str], cursor: str | None, limit: int
+        self, community_id: str, status: str, cursor: str | None, limit: int
     ) -> list[Post]:
-        query = select(Post).where(Post.community_id == community_id, Post.status.in_(statuses))
+        params: dict[str, Any] = {"community": community_id, "status": status, "limit": limit}
+        query = FEED
         if cursor:
-            at, id_ = decode_cursor(cursor)
-            query = query.where(
-                or_(Post.published_at < at, (Post.published_at == at) & (Post.id < id_))
-            )
-        query = query.order_by(Post.published_at.desc(), Post.id.desc()).limit(limit)
-        return list((await self.session.scalars(query)).all())
+            params["at"], params["after"] = decode_cursor(cursor)
+            query = FEED_AFTER
+        return list((await self.session.scalars(query, params)).all())
 
     async def calendar(self, community_id: str, start: datetime, end: datetime) -> list[Post]:
         when = func.coalesce(Post.publish_at, Post.published_at)
@@ -158,15 +197,12 @@ class PostRepository:
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
-    async def bump(self, post_id: str, **deltas: int | float) -> None:
+    async def bump(self, post_id: str, **deltas: int) -> None:
         """Atomic ``SET n = n + d``: exact under concurrent writers, no read-modify-write."""
-        columns = {name: getattr(Post, name) + delta for name, delta in deltas.items()}
-        await self.session.execute(
-            update(Post)
-            .where(Post.id == post_id)
-            .values(**columns)
-            .execution_options(synchronize_session=False)
-        )
+        params: dict[str, Any] = {f"{name}_delta": delta for name, delta in deltas.items()}
+        params["post"] = post_id
+        # Through the table, not the ORM class: no session objects to synchronise.
+        await self.session.execute(_bump_statement(tuple(deltas)), params)
 
     async def add_report_weight(self, post_id: str, weight: float) -> float:
         result = await self.session.execute(
@@ -232,13 +268,15 @@ class InteractionRepository:
 
     async def _insert_new(self, model: type[Any], keys: list[str], values: dict[str, Any]) -> bool:
         table = _table(model)
-        stmt = (
-            conflict_insert(self.session, table)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=keys)
-            .returning(table.c[keys[0]])
-        )
-        return (await self.session.execute(stmt)).first() is not None
+        dialect = self.session.bind.dialect.name if self.session.bind else "sqlite"
+        stmt = _inserts_new.get((table.name, dialect))
+        if stmt is None:
+            stmt = _inserts_new[(table.name, dialect)] = (
+                conflict_insert(self.session, table)
+                .on_conflict_do_nothing(index_elements=keys)
+                .returning(table.c[keys[0]])
+            )
+        return (await self.session.execute(stmt, values)).first() is not None
 
     async def add_reaction(self, values: dict[str, Any]) -> bool:
         return await self._insert_new(Reaction, ["post_id", "member_id", "kind"], values)

@@ -18,15 +18,13 @@ from services.content.models import Comment, Community, Post
 from services.content.moderation import Screened, UnknownCommunity, moderation_service
 from services.content.repository import CommunityRepository, PostRepository
 from services.content.schemas import (
-    Counters,
-    Origin,
     PollCreate,
     PostBase,
+    PostPage,
     PostRead,
     PostStatus,
     PostType,
     PostUpdate,
-    SourceRead,
 )
 from services.content.watchwords import RuleAction
 from shared.auth import Principal, Role
@@ -124,6 +122,12 @@ async def link_heavy_newcomer(
     return membership is None or membership.joined_at >= utcnow() - NEW_MEMBER_WINDOW
 
 
+def _published(post: Post) -> Post:
+    if post.status != PostStatus.PUBLISHED.value:
+        raise PostNotPublished(f"The post is {post.status}")
+    return post
+
+
 class PostService:
     async def community(self, session: AsyncSession, community_id: str) -> Community:
         community = await CommunityRepository(session).get(community_id)
@@ -210,6 +214,11 @@ class PostService:
 
     async def get_visible(self, session: AsyncSession, principal: Principal, post_id: str) -> Post:
         post = await PostRepository(session).get(post_id)
+        return await self._visible(session, principal, post_id, post)
+
+    async def _visible(
+        self, session: AsyncSession, principal: Principal, post_id: str, post: Post | None
+    ) -> Post:
         if post is None or not await self.may_see(session, principal, post):
             raise PostNotFound(f"No post with id {post_id}")
         return post
@@ -217,10 +226,15 @@ class PostService:
     async def get_published(
         self, session: AsyncSession, principal: Principal, post_id: str
     ) -> Post:
-        post = await self.get_visible(session, principal, post_id)
-        if post.status != PostStatus.PUBLISHED.value:
-            raise PostNotPublished(f"The post is {post.status}")
-        return post
+        return _published(await self.get_visible(session, principal, post_id))
+
+    async def get_published_with_zone(
+        self, session: AsyncSession, principal: Principal, post_id: str
+    ) -> tuple[Post, ZoneInfo]:
+        """A published post and its community's time zone, read together."""
+        post, timezone = await PostRepository(session).get_with_timezone(post_id) or (None, "")
+        post = _published(await self._visible(session, principal, post_id, post))
+        return post, ZoneInfo(timezone)
 
     async def update(
         self, session: AsyncSession, principal: Principal, post_id: str, data: PostUpdate
@@ -310,7 +324,7 @@ class PostService:
         limit: int,
     ) -> list[Post]:
         posts = await PostRepository(session).feed(
-            community_id, [PostStatus.PUBLISHED.value], cursor, limit
+            community_id, PostStatus.PUBLISHED.value, cursor, limit
         )
         if not posts:
             # Posts exist only in known communities (and content never deletes one), so only
@@ -355,12 +369,16 @@ class PostService:
             published += 1
         return published
 
-    async def to_reads(
-        self, session: AsyncSession, principal: Principal, posts: Sequence[Post]
-    ) -> list[PostRead]:
+    async def to_page(
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        posts: Sequence[Post],
+        next_cursor: str | None,
+    ) -> PostPage:
         """Several posts for one reader: whether they moderate is asked once per community."""
         moderates: dict[str, bool] = {}
-        reads = []
+        items = []
         for post in posts:
             if (
                 post.type == PostType.QUIZ.value
@@ -370,8 +388,9 @@ class PostService:
                 moderates[post.community_id] = await may_moderate(
                     session, principal, post.community_id
                 )
-            reads.append(self._read(principal, post, moderates.get(post.community_id, False)))
-        return reads
+            items.append(_fields(principal, post, moderates.get(post.community_id, False)))
+        # One validation of the whole page (in pydantic's core) instead of three models a post.
+        return PostPage.model_validate({"items": items, "next_cursor": next_cursor})
 
     async def to_read(self, session: AsyncSession, principal: Principal, post: Post) -> PostRead:
         moderates = (
@@ -379,54 +398,54 @@ class PostService:
             and post.author_id != principal.subject
             and await may_moderate(session, principal, post.community_id)
         )
-        return self._read(principal, post, moderates)
+        return PostRead.model_validate(_fields(principal, post, moderates))
 
-    def _read(self, principal: Principal, post: Post, moderates: bool) -> PostRead:
-        payload = post.payload
-        if post.type == PostType.QUIZ.value and not (
-            post.author_id == principal.subject or moderates
-        ):
-            # Readers see the questions, not the answers; results come after answering.
-            payload = {
-                **payload,
-                "questions": [
-                    {k: v for k, v in q.items() if k not in ("correct_option_ids", "explanation")}
-                    for q in payload.get("questions", [])
-                ],
-            }
-        return PostRead(
-            id=post.id,
-            community_id=post.community_id,
-            author_id=post.author_id,
-            author_kind=post.author_kind,
-            type=PostType(post.type),
-            status=PostStatus(post.status),
-            hidden_reason=post.hidden_reason,
-            title=post.title,
-            body=post.body,
-            payload=payload,
-            tags=list(post.tags),
-            source=SourceRead(
-                origin=Origin(post.origin),
-                name=post.source_name,
-                url=post.source_url,
-                licence=post.source_licence,
-            ),
-            publish_at=post.publish_at,
-            published_at=post.published_at,
-            created_at=post.created_at,
-            updated_at=post.updated_at,
-            counters=Counters(
-                comments=post.comment_count,
-                reactions=post.reaction_count,
-                likes=post.like_count,
-                shares=post.share_count,
-                views=post.view_count,
-                votes=post.vote_count,
-                answers=post.answer_count,
-                reports=post.report_count,
-            ),
-        )
+
+def _fields(principal: Principal, post: Post, moderates: bool) -> dict[str, Any]:
+    """What ``PostRead`` holds of ``post`` for this reader."""
+    payload = post.payload
+    if post.type == PostType.QUIZ.value and not (post.author_id == principal.subject or moderates):
+        # Readers see the questions, not the answers; results come after answering.
+        payload = {
+            **payload,
+            "questions": [
+                {k: v for k, v in q.items() if k not in ("correct_option_ids", "explanation")}
+                for q in payload.get("questions", [])
+            ],
+        }
+    return {
+        "id": post.id,
+        "community_id": post.community_id,
+        "author_id": post.author_id,
+        "author_kind": post.author_kind,
+        "type": post.type,
+        "status": post.status,
+        "hidden_reason": post.hidden_reason,
+        "title": post.title,
+        "body": post.body,
+        "payload": payload,
+        "tags": post.tags,
+        "source": {
+            "origin": post.origin,
+            "name": post.source_name,
+            "url": post.source_url,
+            "licence": post.source_licence,
+        },
+        "publish_at": post.publish_at,
+        "published_at": post.published_at,
+        "created_at": post.created_at,
+        "updated_at": post.updated_at,
+        "counters": {
+            "comments": post.comment_count,
+            "reactions": post.reaction_count,
+            "likes": post.like_count,
+            "shares": post.share_count,
+            "views": post.view_count,
+            "votes": post.vote_count,
+            "answers": post.answer_count,
+            "reports": post.report_count,
+        },
+    }
 
 
 post_service = PostService()

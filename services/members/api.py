@@ -108,8 +108,7 @@ async def get_member(
 ) -> MemberPrivateRead | MemberCard:
     """A member. Contact details only for the member itself and operators; moderators see
     their communities' members without them."""
-    member = await service.get(session, member_id)
-    return await service.view(session, principal, member)
+    return await service.view(session, principal, member_id)
 
 
 @members.patch("/{member_id}", response_model=MemberPrivateRead)

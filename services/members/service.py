@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.members import events
 from services.members.crypto import ContactVault
 from services.members.models import Member, MemberInterest
-from services.members.repository import CommunityRepository, MemberRepository
+from services.members.repository import MEMBERS, CommunityRepository, MemberRepository
 from services.members.schemas import (
     AuthenticatedMember,
     Credentials,
@@ -86,6 +86,13 @@ class InvalidCredentials(Unauthorized):
     code, title = "invalid-credentials", "Invalid credentials"
 
 
+def _check_readable(member_id: str, erased_at: datetime | None, missing: bool) -> None:
+    if missing:
+        raise MemberNotFound(f"No member with id {member_id}")
+    if erased_at is not None:
+        raise MemberErased(f"Member {member_id} asked for their data to be erased")
+
+
 class MemberService:
     def __init__(self, settings: MembersSettings) -> None:
         self.settings = settings
@@ -99,35 +106,37 @@ class MemberService:
 
     async def get(self, session: AsyncSession, member_id: str) -> Member:
         member = await MemberRepository(session).get(member_id)
-        if member is None:
-            raise MemberNotFound(f"No member with id {member_id}")
-        if member.erased_at is not None:
-            raise MemberErased(f"Member {member_id} asked for their data to be erased")
+        _check_readable(member_id, None if member is None else member.erased_at, member is None)
+        assert member is not None
         return member
 
     def private(self, member: Member) -> MemberPrivateRead:
-        card = MemberCard.model_validate(member).model_dump()
-        return MemberPrivateRead(
-            **card,
-            birth_year=member.birth_year,
-            email=self.vault.decrypt(member.email_cipher) if member.email_cipher else None,
-            phone=self.vault.decrypt(member.phone_cipher) if member.phone_cipher else None,
-            marketing_consent=member.marketing_consent,
-            consent_at=member.consent_at,
-            consent_source=member.consent_source,
-            invite_code=member.invite_code,
-            referrer_id=member.referrer_id,
-            has_password=member.has_password,
+        fields = {c.key: getattr(member, c.key) for c in MEMBERS.c}
+        return self._private(fields | {"interests": member.interests})
+
+    def _private(self, fields: dict[str, Any]) -> MemberPrivateRead:
+        """``fields``: a member's columns by name and its ``interests``."""
+        email, phone = fields["email_cipher"], fields["phone_cipher"]
+        return MemberPrivateRead.model_validate(
+            fields
+            | {
+                "email": self.vault.decrypt(email) if email else None,
+                "phone": self.vault.decrypt(phone) if phone else None,
+                "has_password": fields["password_hash"] is not None,
+            }
         )
 
     async def view(
-        self, session: AsyncSession, principal: Principal, member: Member
+        self, session: AsyncSession, principal: Principal, member_id: str
     ) -> MemberPrivateRead | MemberCard:
-        """What ``principal`` may see of ``member``: all of it, the card, or nothing."""
-        if principal.can_act_for(member.id):
-            return self.private(member)
-        if await self.may_see_card(session, principal, member.id):
-            return MemberCard.model_validate(member)
+        """What ``principal`` may see of the member: all of it, the card, or nothing."""
+        fields = await MemberRepository(session).profile(member_id)
+        _check_readable(member_id, None if fields is None else fields["erased_at"], fields is None)
+        assert fields is not None
+        if principal.can_act_for(member_id):
+            return self._private(fields)
+        if await self.may_see_card(session, principal, member_id):
+            return MemberCard.model_validate(fields)
         raise Forbidden("Members see only themselves; moderators see their communities' members")
 
     async def may_see_card(

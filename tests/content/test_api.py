@@ -8,10 +8,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from services.content.models import Post
+from services.content.service import post_service
+from shared.app import SQLITE_CONCURRENT_TRANSACTIONS
 from shared.auth import Role
-from tests.conftest import auth
+from tests.conftest import auth, eventually
 from tests.content.conftest import Content, article
 
 FUTURE = (datetime.now(UTC) + timedelta(days=3)).isoformat()
@@ -506,6 +509,78 @@ async def test_counters_are_exact_after_concurrent_bursts(content: Content) -> N
     assert (counters["likes"], counters["reactions"], counters["comments"]) == (180, 180, 50)
     assert len(await content.events("reaction.added")) == 180
     assert len(await content.events("comment.created")) == 50
+
+
+async def test_a_burst_of_concurrent_writers_all_succeed_with_exact_counters(
+    own_content: Content,
+) -> None:
+    """On SQLite the busy timeout is set to zero here: a writer that found another one
+    mid-transaction would fail at once ("database is locked"), so every one of the burst
+    succeeding shows the writers wait their turn in the process instead of retrying.
+    PostgreSQL locks rows and must give the same answers."""
+    content = own_content
+    if content.runtime.db.is_sqlite:
+
+        @event.listens_for(content.runtime.db.sync_engine, "connect")
+        def no_busy_wait(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA busy_timeout=0")
+            cursor.close()
+
+        await content.runtime.db.engine.dispose()  # pooled connections reconnect with it
+    community, _, headers = await setup(content)
+    post = await content.post(headers, article(community))
+    fans = [(await content.member_in(community))[1] for _ in range(40)]
+
+    async def act(fan: dict[str, str], what: str, body: dict[str, str]) -> int:
+        response = await content.client.post(
+            f"/v1/posts/{post['id']}/{what}", json=body, headers=fan
+        )
+        return response.status_code
+
+    codes = await asyncio.gather(
+        *(act(fan, "views", {}) for fan in fans),
+        *(act(fan, "reactions", {"kind": "like"}) for fan in fans),
+    )
+    assert codes == [201] * 80
+    counters = (await content.get_post(post["id"], headers))["counters"]
+    assert (counters["views"], counters["likes"]) == (40, 40)
+
+
+async def test_sqlite_processes_run_a_bounded_number_of_requests_at_once(
+    content: Content, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite requests past the bound wait their turn and are then served, none refused;
+    on PostgreSQL, unbounded by default, they all run at once."""
+    community, _, headers = await setup(content)
+    running, peak, release = 0, 0, asyncio.Event()
+    feed = post_service.feed
+
+    async def held_feed(*args: Any, **kwargs: Any) -> Any:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        try:
+            await release.wait()
+            return await feed(*args, **kwargs)
+        finally:
+            running -= 1
+
+    monkeypatch.setattr(post_service, "feed", held_feed)
+    params = {"community_id": community}
+    sent = SQLITE_CONCURRENT_TRANSACTIONS + 4
+    expected = SQLITE_CONCURRENT_TRANSACTIONS if content.runtime.db.is_sqlite else sent
+    requests = [
+        asyncio.create_task(content.client.get("/v1/posts", params=params, headers=headers))
+        for _ in range(sent)
+    ]
+    await eventually(lambda: running == expected)
+    await asyncio.sleep(0.05)  # room for any request past the bound to get in
+    assert running == expected
+    release.set()
+    responses = await asyncio.gather(*requests)
+    assert [r.status_code for r in responses] == [200] * sent
+    assert peak == expected
 
 
 async def test_calendar_lists_a_community_range_for_moderators_only(content: Content) -> None:
