@@ -1,9 +1,10 @@
 """Run every benchmark in bench/ and render BENCHMARKS.md from their ``BENCH_ROWS`` lines.
 
-Each ``bench/*.py`` except this file and ``report.py`` is run one after the other, as a
-subprocess from the repository root, with a timeout; its last ``BENCH_ROWS <json>`` line
-(see ``bench/report.py``) gives the rows of the table, the rest of its output goes to
-the raw notes. A bench that fails, times out or prints no rows gets a FAILED row.
+Each ``bench/*.py`` except this file and the helpers ``report.py`` and ``clients.py`` is
+run one after the other, as a subprocess from the repository root, with a timeout; its
+last ``BENCH_ROWS <json>`` line (see ``bench/report.py``) gives the rows of the table,
+the rest of its output goes to the raw notes. A bench that fails, times out or prints no
+rows gets a FAILED row.
 
     .venv/bin/python bench/run_all.py --quick                # print the table
     .venv/bin/python bench/run_all.py --quick --write        # and rewrite BENCHMARKS.md
@@ -36,7 +37,7 @@ from sqlalchemy.engine import make_url
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
-NOT_BENCHES = {"report", "run_all"}
+NOT_BENCHES = {"clients", "report", "run_all"}
 OUTPUT = REPO / "BENCHMARKS.md"
 PROSE_BEGIN = "<!-- prose: kept by bench/run_all.py, edit freely between these markers -->"
 PROSE_END = "<!-- /prose -->"

@@ -2,9 +2,12 @@
 
 Every statement is a round trip, and on a busy host each round trip costs the
 batch more than its rows do. On PostgreSQL the whole write is one statement whose
-data-modifying ``WITH`` parts take their rows as arrays (``unnest``): one round trip
-and one prepared statement whatever the batch size. Elsewhere (SQLite) each table
-gets one ``executemany``. Both write the same rows.
+data-modifying ``WITH`` parts take each table's rows as one JSON document
+(``json_to_recordset``): one round trip and one prepared statement whatever the batch
+size. JSON rather than a typed array per column: asyncpg checks every element of an
+array parameter against the collection ABCs, and with some sixty values a redemption
+that was the batch's largest CPU cost; ``json.dumps`` is one C call per table.
+Elsewhere (SQLite) each table gets one ``executemany``. Both write the same rows.
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ class BatchWrites:
         if not (self.entries or self.dropped):
             return
         if dialect_of(session) == "postgresql":
-            await session.execute(WRITE_ALL, self._arrays())
+            await session.execute(WRITE_ALL, self._documents())
         else:
             await self._write_each(session)
         if self.outbox:
@@ -105,29 +108,41 @@ class BatchWrites:
         if self.dropped:
             await session.execute(DROP_CLAIMS, {"b_scopes": self.dropped})
 
-    def _arrays(self) -> dict[str, Any]:
-        """The rows column by column, as ``WRITE_ALL`` binds them."""
-        e, ln, r, o, c = self.entries, self.lines, self.redemptions, self.outbox, self.completed
-        lots, accounts = sorted(self.lots.items()), sorted(self.accounts.items())
-        stock = sorted(self.stock.items())
+    def _documents(self) -> dict[str, Any]:
+        """The rows table by table, as the JSON documents ``WRITE_ALL`` binds."""
         return {
             "now": self.now,
-            **{f"e_{k}": [row[k] for row in e] for k in ENTRY_COLUMNS},
-            **{f"l_{k}": [row[k] for row in ln] for k in LINE_COLUMNS},
-            "t_lot": [lot for lot, _ in lots],
-            "t_take": [n for _, n in lots],
-            "a_member": [m for m, _ in accounts],
-            "a_amount": [n for _, n in accounts],
-            "s_item": [item for item, _ in stock],
-            "s_quantity": [n for _, n in stock],
-            **{f"r_{k}": [row[k] for row in r] for k in REDEMPTION_COLUMNS},
-            **{f"o_{k}": [row[k] for row in o] for k in OUTBOX_COLUMNS},
-            "k_scope": [row["scope"] for row in c],
-            "k_status": [row["status"] for row in c],
-            "k_body": [row["body"] for row in c],
-            "k_headers": [json.dumps(row["headers"]) for row in c],
-            "d_scope": self.dropped,
+            "entries": _json(self.entries, ENTRY_COLUMNS),
+            "lines": _json(self.lines, LINE_COLUMNS),
+            "lots": _json_pairs(self.lots, "id", "take"),
+            "accounts": _json_pairs(self.accounts, "member_id", "amount"),
+            "stock": _json_pairs(self.stock, "id", "quantity"),
+            "redemptions": _json(self.redemptions, REDEMPTION_COLUMNS),
+            "outbox": _json(self.outbox, OUTBOX_COLUMNS),
+            "completed": _json(
+                [{**c, "headers": json.dumps(c["headers"])} for c in self.completed],
+                COMPLETED_COLUMNS,
+            ),
+            "dropped": self.dropped,
         }
+
+
+def _plain(value: Any) -> str:
+    """JSON for what ``json`` does not know: timestamps, and bytes as bytea's hex input."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return "\\x" + value.hex()
+    raise TypeError(f"{type(value).__name__} has no JSON form here")
+
+
+def _json(rows: list[dict[str, Any]], columns: dict[str, str]) -> str:
+    return json.dumps([{name: row[name] for name in columns} for row in rows], default=_plain)
+
+
+def _json_pairs(amounts: dict[str, int], key: str, value: str) -> str:
+    """``{id: n}`` as rows in id order, the order locks are taken in."""
+    return json.dumps([{key: k, value: n} for k, n in sorted(amounts.items())])
 
 
 ENTRY_COLUMNS = {
@@ -175,15 +190,27 @@ OUTBOX_COLUMNS = {
     "headers": "json",
     "created_at": "timestamptz",
 }
+COMPLETED_COLUMNS = {"scope": "varchar", "status": "int", "body": "bytea", "headers": "json"}
 
 
-def _unnest(prefix: str, columns: dict[str, str]) -> str:
-    arrays = ", ".join(f"CAST(:{prefix}_{name} AS {kind}[])" for name, kind in columns.items())
-    return f"SELECT * FROM unnest({arrays})"  # noqa: S608 - constant names, values are binds
+def _records(name: str, columns: dict[str, str], alias: str | None = None) -> str:
+    """The rows of the JSON document ``:name`` as a relation (``alias``, else ``name``) with
+    typed columns. A ``json`` column arrives as JSON text (as the models bind it) and is
+    cast where it is used."""
+    kinds = ", ".join(f"{c} {'text' if kind == 'json' else kind}" for c, kind in columns.items())
+    return f"json_to_recordset(CAST(:{name} AS json)) AS {alias or name}({kinds})"
 
 
-def _insert(table: str, prefix: str, columns: dict[str, str]) -> str:
-    return f"INSERT INTO {table} ({', '.join(columns)}) {_unnest(prefix, columns)}"
+def _value(name: str, column: str, kind: str) -> str:
+    return f"CAST({name}.{column} AS json)" if kind == "json" else f"{name}.{column}"
+
+
+def _insert(table: str, name: str, columns: dict[str, str]) -> str:
+    values = ", ".join(_value(name, column, kind) for column, kind in columns.items())
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) "  # noqa: S608 - constant names, binds
+        f"SELECT {values} FROM {_records(name, columns)}"
+    )
 
 
 # Each part touches rows no other part touches (a lot, an account, an item, a key once),
@@ -191,36 +218,33 @@ def _insert(table: str, prefix: str, columns: dict[str, str]) -> str:
 # Built from the constant column maps above; every value is a bind.
 WRITE_ALL = text(
     f"""
-WITH entries AS ({_insert("ledger_entries", "e", ENTRY_COLUMNS)}),
-lines AS ({_insert("ledger_lines", "l", LINE_COLUMNS)}),
+WITH entries AS ({_insert("ledger_entries", "entries", ENTRY_COLUMNS)}),
+lines AS ({_insert("ledger_lines", "lines", LINE_COLUMNS)}),
 lots AS (
-    UPDATE lots SET remaining = lots.remaining - t.take
-    FROM unnest(CAST(:t_lot AS varchar[]), CAST(:t_take AS int[])) AS t(id, take)
-    WHERE lots.id = t.id
+    UPDATE lots SET remaining = lots.remaining - taken.take
+    FROM {_records("lots", {"id": "varchar", "take": "int"}, "taken")}
+    WHERE lots.id = taken.id
 ),
 accounts AS (
-    UPDATE accounts SET available = accounts.available - a.amount, updated_at = :now
-    FROM unnest(CAST(:a_member AS varchar[]), CAST(:a_amount AS int[])) AS a(member_id, amount)
-    WHERE accounts.member_id = a.member_id
+    UPDATE accounts SET available = accounts.available - spent.amount, updated_at = :now
+    FROM {_records("accounts", {"member_id": "varchar", "amount": "int"}, "spent")}
+    WHERE accounts.member_id = spent.member_id
 ),
 stock AS (
-    UPDATE catalog_items SET stock = catalog_items.stock - s.quantity
-    FROM unnest(CAST(:s_item AS varchar[]), CAST(:s_quantity AS int[])) AS s(id, quantity)
-    WHERE catalog_items.id = s.id
+    UPDATE catalog_items SET stock = catalog_items.stock - sold.quantity
+    FROM {_records("stock", {"id": "varchar", "quantity": "int"}, "sold")}
+    WHERE catalog_items.id = sold.id
 ),
-redemptions AS ({_insert("redemptions", "r", REDEMPTION_COLUMNS)}),
-outbox AS ({_insert("outbox", "o", OUTBOX_COLUMNS)}),
+redemptions AS ({_insert("redemptions", "redemptions", REDEMPTION_COLUMNS)}),
+outbox AS ({_insert("outbox", "outbox", OUTBOX_COLUMNS)}),
 completed AS (
     UPDATE idempotency_keys
-    SET status_code = k.status, response_body = k.body, response_headers = k.headers,
-        completed_at = :now
-    FROM unnest(
-        CAST(:k_scope AS varchar[]), CAST(:k_status AS int[]), CAST(:k_body AS bytea[]),
-        CAST(:k_headers AS json[])
-    ) AS k(scope, status, body, headers)
-    WHERE idempotency_keys.scope = k.scope
+    SET status_code = completed.status, response_body = completed.body,
+        response_headers = CAST(completed.headers AS json), completed_at = :now
+    FROM {_records("completed", COMPLETED_COLUMNS)}
+    WHERE idempotency_keys.scope = completed.scope
 ),
-dropped AS (DELETE FROM idempotency_keys WHERE scope = ANY(CAST(:d_scope AS varchar[])))
+dropped AS (DELETE FROM idempotency_keys WHERE scope = ANY(CAST(:dropped AS varchar[])))
 SELECT 1
 """  # noqa: S608
 )

@@ -28,6 +28,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, select, text
@@ -45,7 +46,7 @@ from services.rewards.models import CatalogItem
 from services.rewards.schemas import ItemKind, RedemptionRead
 from services.rewards.settings import RewardsSettings
 from shared import idempotency
-from shared.db import Database, conflict_insert, idempotency_table, utcnow
+from shared.db import Database, conflict_insert, idempotency_table, in_bound_list, utcnow
 from shared.errors import DomainError
 from shared.events.contracts.rewards import PointsSpent, RewardRedeemed
 from shared.events.registry import EventData
@@ -120,13 +121,19 @@ SELECT false, id, name, kind, points_price, stock, coupon_template_id, active
 FROM catalog_items WHERE id = ANY(CAST(:items AS varchar[]))
 """
 )
-# Taken after the accounts: the lock order of every redemption is account, item, template.
-LOCK_STOCK = (
-    select(ITEMS.c.id, ITEMS.c.stock, ITEMS.c.active)
-    .where(ITEMS.c.id.in_(bindparam("b_items", expanding=True)))
-    .order_by(ITEMS.c.id)
-    .with_for_update()
-)
+
+
+@cache
+def lock_stock(dialect: str) -> Any:
+    """Taken after the accounts: the lock order of every redemption is account, item, template."""
+    return (
+        select(ITEMS.c.id, ITEMS.c.stock, ITEMS.c.active)
+        .where(in_bound_list(ITEMS.c.id, "b_items", dialect))
+        .order_by(ITEMS.c.id)
+        .with_for_update()
+    )
+
+
 READ_CLAIMS = select(KEYS).where(KEYS.c.scope.in_(bindparam("b_scopes", expanding=True)))
 
 
@@ -248,7 +255,8 @@ class RedemptionDesk:
         stocked = sorted({r.item_id for r in todo if items[r.item_id].stock is not None})
         stock: dict[str, int] = {}
         if stocked:
-            for item_id, left, active in await session.execute(LOCK_STOCK, {"b_items": stocked}):
+            locked = await session.execute(lock_stock(dialect_of(session)), {"b_items": stocked})
+            for item_id, left, active in locked:
                 stock[item_id] = left if active else 0
         writes = BatchWrites(now)
         published: list[tuple[EventData, str, str | None]] = []

@@ -24,7 +24,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.rewards.errors import InsufficientPoints
 from services.rewards.ledger import sql
-from services.rewards.ledger.postings import AVAILABLE, SPENT, Balance, Leg, Posting, line_rows
+from services.rewards.ledger.postings import (
+    AVAILABLE,
+    SPENT,
+    Balance,
+    Leg,
+    Posting,
+    dialect_of,
+    line_rows,
+)
 
 
 @dataclass
@@ -53,13 +61,15 @@ class SpendBook:
         accounts: dict[str, _Account] = {}
         if not members:
             return cls(accounts, now)
-        for row in await session.execute(sql.LOCK_ACCOUNTS, {"b_members": members}):
+        dialect = dialect_of(session)
+        for row in await session.execute(sql.lock_accounts(dialect), {"b_members": members}):
             accounts[row[0]] = _Account(row[1], row[2], row[3], row[4], [])
         funded = sorted(m for m, account in accounts.items() if account.available > 0)
         if funded:
             limit = max(min(needs[m], accounts[m].available) for m in funded)
             params = {"b_members": funded, "b_limit": limit}
-            for member, lot_id, remaining in await session.execute(sql.SPENDABLE_LOTS_OF, params):
+            lots = await session.execute(sql.spendable_lots_of(dialect), params)
+            for member, lot_id, remaining in lots:
                 accounts[member].lots.append([lot_id, remaining])
         return cls(accounts, now)
 

@@ -13,6 +13,7 @@ from sqlalchemy import Integer, Table, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from services.rewards.models import Account, LedgerEntry, LedgerLine, Lot
+from shared.db import in_bound_list
 
 ACCOUNTS = cast(Table, Account.__table__)
 ENTRIES = cast(Table, LedgerEntry.__table__)
@@ -131,34 +132,46 @@ TAKE_FROM_LOT = (
 
 # -- many spends in one transaction (ledger.batch) -------------------------------------
 
-LOCK_ACCOUNTS = (
-    select(ACCOUNTS.c.member_id, *BALANCE)
-    .where(ACCOUNTS.c.member_id.in_(bindparam("b_members", expanding=True)))
-    .order_by(ACCOUNTS.c.member_id)
-    .with_for_update()
-)
+
+@cache
+def lock_accounts(dialect: str) -> Any:
+    return (
+        select(ACCOUNTS.c.member_id, *BALANCE)
+        .where(in_bound_list(ACCOUNTS.c.member_id, "b_members", dialect))
+        .order_by(ACCOUNTS.c.member_id)
+        .with_for_update()
+    )
+
 
 _LOT_ORDER = (LOTS.c.expires_at.asc().nulls_last(), LOTS.c.created_at, LOTS.c.id)
-_RANKED_LOTS = (
-    select(
-        LOTS.c.member_id,
-        LOTS.c.id,
-        LOTS.c.remaining,
-        func.row_number().over(partition_by=LOTS.c.member_id, order_by=_LOT_ORDER).label("rank"),
+
+
+@cache
+def spendable_lots_of(dialect: str) -> Any:
+    """``SPENDABLE_LOTS`` for many members: the first ``b_limit`` lots of each, in spending
+    order."""
+    ranked = (
+        select(
+            LOTS.c.member_id,
+            LOTS.c.id,
+            LOTS.c.remaining,
+            func.row_number()
+            .over(partition_by=LOTS.c.member_id, order_by=_LOT_ORDER)
+            .label("rank"),
+        )
+        .where(
+            in_bound_list(LOTS.c.member_id, "b_members", dialect),
+            LOTS.c.status == "available",
+            LOTS.c.remaining > 0,
+        )
+        .subquery()
     )
-    .where(
-        LOTS.c.member_id.in_(bindparam("b_members", expanding=True)),
-        LOTS.c.status == "available",
-        LOTS.c.remaining > 0,
+    return (
+        select(ranked.c.member_id, ranked.c.id, ranked.c.remaining)
+        .where(ranked.c.rank <= bindparam("b_limit", type_=Integer))
+        .order_by(ranked.c.member_id, ranked.c.rank)
     )
-    .subquery()
-)
-# ``SPENDABLE_LOTS`` for many members: the first ``b_limit`` lots of each, in spending order.
-SPENDABLE_LOTS_OF = (
-    select(_RANKED_LOTS.c.member_id, _RANKED_LOTS.c.id, _RANKED_LOTS.c.remaining)
-    .where(_RANKED_LOTS.c.rank <= bindparam("b_limit", type_=Integer))
-    .order_by(_RANKED_LOTS.c.member_id, _RANKED_LOTS.c.rank)
-)
+
 
 # A second entry for one source fails the statement, and with it the batch.
 INSERT_ENTRIES = insert(ENTRIES)
