@@ -56,9 +56,19 @@ def pytest_report_header() -> str:
 # Tests that start the platform as processes, fire thousands of requests or fuzz a whole
 # API: `make test` (pytest-xdist, --dist loadgroup) runs them one after another on one
 # worker while the other worker takes the rest, so two of them never compete for the cores.
-HEAVY = ("tests/e2e/", "tests/chaos/", "tests/fuzz/", "tests/campaigns/test_flash_sale.py")
+# tests/test_xdist_groups.py is not heavy: it is here to check the grouping on itself too.
+HEAVY = (
+    "tests/e2e/",
+    "tests/chaos/",
+    "tests/fuzz/",
+    "tests/campaigns/test_flash_sale.py",
+    "tests/test_xdist_groups.py",
+)
 
 
+# First: xdist reads the group marks in its own hook of this name, to suffix node ids with
+# "@heavy"; marks added after it are ignored and the group is split across workers.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.nodeid.startswith(HEAVY):
