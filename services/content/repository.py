@@ -6,9 +6,12 @@ import base64
 import binascii
 from collections.abc import Sequence
 from datetime import date, datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Insert, Table, Update, bindparam, delete, func, or_, select, update
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.content.models import (
@@ -76,20 +79,25 @@ POST_WITH_TIMEZONE = (
     .join(Community, Community.id == Post.community_id)
     .where(Post.id == bindparam("post"))
 )
-_bumps: dict[tuple[str, ...], Update] = {}
-_inserts_new: dict[tuple[str, str], Insert] = {}
 
 
+@cache
 def _bump_statement(columns: tuple[str, ...]) -> Update:
     """``UPDATE posts SET n = n + :n_delta ...`` for these counters, built once per set."""
-    stmt = _bumps.get(columns)
-    if stmt is None:
-        stmt = _bumps[columns] = (
-            update(POSTS)
-            .where(POSTS.c.id == bindparam("post"))
-            .values({name: POSTS.c[name] + bindparam(f"{name}_delta") for name in columns})
-        )
-    return stmt
+    return (
+        update(POSTS)
+        .where(POSTS.c.id == bindparam("post"))
+        .values({name: POSTS.c[name] + bindparam(f"{name}_delta") for name in columns})
+    )
+
+
+@cache
+def _insert_new_statement(table: Table, keys: tuple[str, ...], dialect: str) -> Insert:
+    """``INSERT ... ON CONFLICT (keys) DO NOTHING RETURNING`` the first key, built once."""
+    insert = pg.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert(table).on_conflict_do_nothing(index_elements=list(keys)).returning(table.c[keys[0]])
+    )
 
 
 class CommunityRepository:
@@ -267,15 +275,8 @@ class InteractionRepository:
         self.session = session
 
     async def _insert_new(self, model: type[Any], keys: list[str], values: dict[str, Any]) -> bool:
-        table = _table(model)
         dialect = self.session.bind.dialect.name if self.session.bind else "sqlite"
-        stmt = _inserts_new.get((table.name, dialect))
-        if stmt is None:
-            stmt = _inserts_new[(table.name, dialect)] = (
-                conflict_insert(self.session, table)
-                .on_conflict_do_nothing(index_elements=keys)
-                .returning(table.c[keys[0]])
-            )
+        stmt = _insert_new_statement(_table(model), tuple(keys), dialect)
         return (await self.session.execute(stmt, values)).first() is not None
 
     async def add_reaction(self, values: dict[str, Any]) -> bool:
