@@ -45,6 +45,8 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from shared.sqlite_driver import OneTripDBAPI
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -180,6 +182,8 @@ class Database:
             # the default five, overflow connections were opened and closed under load, about
             # a millisecond of CPU each.
             kwargs.update(connect_args={"timeout": 10}, pool_size=10, max_overflow=10)
+            if self.url.startswith("sqlite+aiosqlite"):
+                kwargs["module"] = OneTripDBAPI()
         else:
             # No pre-ping: with asyncpg it costs three round trips (BEGIN, ping, ROLLBACK) on
             # every checkout. A dropped connection fails its one request with a 503 instead,
