@@ -42,7 +42,7 @@ from shared.bus import (
     really_cancelled,
     stop_quietly,
 )
-from shared.db import Database, conflict_insert, inbox_table, utcnow
+from shared.db import Database, conflict_insert, dialect_of, inbox_table, utcnow
 from shared.events.envelope import CloudEvent
 from shared.events.registry import EventData, lookup
 from shared.events.topics import dlq_topic
@@ -126,7 +126,7 @@ class PoisonMessage(Exception):
 
 async def claim_in_inbox(session: AsyncSession, consumer: str, event_id: str, type_: str) -> bool:
     """Record the event as processed by ``consumer``; False when it already was."""
-    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    dialect = dialect_of(session)
     stmt = _CLAIM_ONE.get(dialect)
     if stmt is None:
         # Built once per dialect: building it and its cache key cost more than running it.
@@ -147,7 +147,7 @@ async def claim_many_in_inbox(
     if len(claims) == 1:
         [(event_id, type_)] = claims.items()
         return {event_id} if await claim_in_inbox(session, consumer, event_id, type_) else set()
-    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    dialect = dialect_of(session)
     stmt = _CLAIM_MANY.get(dialect)
     if stmt is None:
         stmt = _CLAIM_MANY[dialect] = _claim_many_statement(dialect)

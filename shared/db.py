@@ -118,13 +118,20 @@ idempotency_table = Table(
 )
 
 
-def conflict_insert(session: AsyncSession, table: Table | type[Any]) -> pg.Insert | sqlite.Insert:
-    """An INSERT that supports ``ON CONFLICT`` on the session's dialect (PostgreSQL or SQLite).
+def dialect_of(session: AsyncSession) -> str:
+    """The session's dialect name: ``postgresql`` or ``sqlite``."""
+    return session.bind.dialect.name if session.bind else "sqlite"
 
-    ``table`` is a Core table or a mapped class.
-    """
-    dialect = session.bind.dialect.name if session.bind else "sqlite"
+
+def dialect_insert(table: Table | type[Any], dialect: str) -> pg.Insert | sqlite.Insert:
+    """An INSERT that supports ``ON CONFLICT`` on ``dialect`` (PostgreSQL or SQLite), for
+    statements built once per dialect. ``table`` is a Core table or a mapped class."""
     return pg.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+
+
+def conflict_insert(session: AsyncSession, table: Table | type[Any]) -> pg.Insert | sqlite.Insert:
+    """``dialect_insert`` on the session's dialect."""
+    return dialect_insert(table, dialect_of(session))
 
 
 def in_bound_list(column: ColumnElement[Any], name: str, dialect: str) -> ColumnElement[bool]:

@@ -121,5 +121,7 @@ class OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):
         super().__init__(aiosqlite, sqlite3)
 
     def connect(self, *arg: Any, **kw: Any) -> OneTripConnection:
+        # SQLAlchemy's connect opens the aiosqlite connection (and daemonises its thread);
+        # only the adapter around it changes.
         adapted = super().connect(*arg, **kw)
         return OneTripConnection(self, adapted._connection)

@@ -10,8 +10,6 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import Insert, Row, Table, Update, bindparam, delete, func, or_, select, update
-from sqlalchemy.dialects import postgresql as pg
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.content.models import (
@@ -30,7 +28,7 @@ from services.content.models import (
     SurveyResponse,
     View,
 )
-from shared.db import conflict_insert
+from shared.db import conflict_insert, dialect_insert, dialect_of
 from shared.errors import Unprocessable
 from shared.scheduler import claim
 
@@ -97,9 +95,10 @@ def _bump_statement(columns: tuple[str, ...]) -> Update:
 @cache
 def _insert_new_statement(table: Table, keys: tuple[str, ...], dialect: str) -> Insert:
     """``INSERT ... ON CONFLICT (keys) DO NOTHING RETURNING`` the first key, built once."""
-    insert = pg.insert if dialect == "postgresql" else sqlite.insert
     return (
-        insert(table).on_conflict_do_nothing(index_elements=list(keys)).returning(table.c[keys[0]])
+        dialect_insert(table, dialect)
+        .on_conflict_do_nothing(index_elements=list(keys))
+        .returning(table.c[keys[0]])
     )
 
 
@@ -280,8 +279,7 @@ class InteractionRepository:
         self.session = session
 
     async def _insert_new(self, model: type[Any], keys: list[str], values: dict[str, Any]) -> bool:
-        dialect = self.session.bind.dialect.name if self.session.bind else "sqlite"
-        stmt = _insert_new_statement(_table(model), tuple(keys), dialect)
+        stmt = _insert_new_statement(_table(model), tuple(keys), dialect_of(self.session))
         return (await self.session.execute(stmt, values)).first() is not None
 
     async def add_reaction(self, values: dict[str, Any]) -> bool:

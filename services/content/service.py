@@ -422,7 +422,9 @@ def _fields(principal: Principal, post: Post | PostRow, moderates: bool) -> dict
     values["source"] = {key: values[column] for key, column in _SOURCE_COLUMNS.items()}
     values["counters"] = {key: values[column] for key, column in _COUNTER_COLUMNS.items()}
     payload = values["payload"]
-    if post.type == PostType.QUIZ.value and not (post.author_id == principal.subject or moderates):
+    if values["type"] == PostType.QUIZ.value and not (
+        values["author_id"] == principal.subject or moderates
+    ):
         # Readers see the questions, not the answers; results come after answering.
         values["payload"] = {
             **payload,

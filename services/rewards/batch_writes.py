@@ -21,9 +21,8 @@ from sqlalchemy import Table, bindparam, delete, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.rewards.ledger import sql
-from services.rewards.ledger.postings import dialect_of
 from services.rewards.models import CatalogItem, Redemption
-from shared.db import idempotency_table
+from shared.db import dialect_of, idempotency_table
 from shared.outbox import INSERT_EVENTS
 
 ITEMS = cast(Table, CatalogItem.__table__)

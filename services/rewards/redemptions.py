@@ -41,12 +41,18 @@ from services.rewards.catalog import CatalogService
 from services.rewards.errors import ItemNotFound, ItemOutOfStock
 from services.rewards.group_commit import AGAIN, Again, GroupCommit
 from services.rewards.ledger.batch import SpendBook
-from services.rewards.ledger.postings import dialect_of
 from services.rewards.models import CatalogItem
 from services.rewards.schemas import ItemKind, RedemptionRead
 from services.rewards.settings import RewardsSettings
 from shared import idempotency
-from shared.db import Database, conflict_insert, idempotency_table, in_bound_list, utcnow
+from shared.db import (
+    Database,
+    conflict_insert,
+    dialect_of,
+    idempotency_table,
+    in_bound_list,
+    utcnow,
+)
 from shared.errors import DomainError
 from shared.events.contracts.rewards import PointsSpent, RewardRedeemed
 from shared.events.registry import EventData

@@ -30,9 +30,9 @@ from services.rewards.ledger.postings import (
     Balance,
     Leg,
     Posting,
-    dialect_of,
     line_rows,
 )
+from shared.db import dialect_of
 
 
 @dataclass

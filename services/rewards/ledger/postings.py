@@ -30,7 +30,7 @@ from services.rewards.errors import DuplicateSource, InsufficientPoints
 from services.rewards.ledger import sql
 from services.rewards.models import Account
 from services.rewards.settings import RewardsSettings
-from shared.db import utcnow
+from shared.db import dialect_of, utcnow
 from shared.events.contracts.rewards import (
     PointsAdjusted,
     PointsEarned,
@@ -40,10 +40,6 @@ from shared.events.registry import EventData
 
 AVAILABLE, PENDING = "available", "pending"
 EARNED, SPENT, EXPIRED, ADJUSTMENTS = "earned", "spent", "expired", "adjustments"
-
-
-def dialect_of(session: AsyncSession) -> str:
-    return session.bind.dialect.name if session.bind else "sqlite"
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,9 @@ from functools import cache
 from typing import Any, cast
 
 from sqlalchemy import Integer, Table, bindparam, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from services.rewards.models import Account, LedgerEntry, LedgerLine, Lot
-from shared.db import in_bound_list
+from shared.db import dialect_insert, in_bound_list
 
 ACCOUNTS = cast(Table, Account.__table__)
 ENTRIES = cast(Table, LedgerEntry.__table__)
@@ -22,14 +21,10 @@ LOTS = cast(Table, Lot.__table__)
 BALANCE = (ACCOUNTS.c.available, ACCOUNTS.c.pending, ACCOUNTS.c.lifetime, ACCOUNTS.c.tier_code)
 
 
-def _insert(dialect: str, table: Table) -> Any:
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
-
-
 @cache
 def lock_account(dialect: str) -> Any:
     """Create-or-touch the account row: a row lock on PostgreSQL, the write lock on SQLite."""
-    stmt = _insert(dialect, ACCOUNTS).values(
+    stmt = dialect_insert(ACCOUNTS, dialect).values(
         member_id=bindparam("b_member"),
         available=0,
         pending=0,
@@ -55,7 +50,7 @@ def credit_accounts(dialect: str) -> Any:
 
 
 def _credit_upsert(dialect: str) -> Any:
-    stmt = _insert(dialect, ACCOUNTS).values(
+    stmt = dialect_insert(ACCOUNTS, dialect).values(
         member_id=bindparam("b_member"),
         available=bindparam("b_available"),
         pending=bindparam("b_pending"),
@@ -77,7 +72,7 @@ def _credit_upsert(dialect: str) -> Any:
 @cache
 def insert_entry(dialect: str) -> Any:
     return (
-        _insert(dialect, ENTRIES)
+        dialect_insert(ENTRIES, dialect)
         .on_conflict_do_nothing(index_elements=["source"])
         .returning(ENTRIES.c.id)
     )
