@@ -78,6 +78,9 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 platform_metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
+OUTBOX_PENDING = text("sent_at IS NULL")
+OUTBOX_SENT = text("sent_at IS NOT NULL")
+
 outbox_table = Table(
     "outbox",
     platform_metadata,
@@ -92,7 +95,11 @@ outbox_table = Table(
     Column("sent_at", UtcDateTime(), nullable=True),
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("last_error", Text, nullable=True),
-    Index("ix_outbox_pending", "sent_at", "id"),
+    # Partial, so the relay's "pending, in id order" reads only pending rows: a marked
+    # row leaves the index instead of piling up in front of the pending ones as a dead
+    # entry each read walks again. Purging old sent rows has its own.
+    Index("ix_outbox_pending", "id", postgresql_where=OUTBOX_PENDING, sqlite_where=OUTBOX_PENDING),
+    Index("ix_outbox_sent_at", "sent_at", postgresql_where=OUTBOX_SENT, sqlite_where=OUTBOX_SENT),
 )
 
 inbox_table = Table(

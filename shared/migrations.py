@@ -16,7 +16,7 @@ from alembic.config import Config
 from sqlalchemy import Connection, MetaData
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from shared.db import Database, platform_metadata
+from shared.db import OUTBOX_PENDING, OUTBOX_SENT, Database, platform_metadata
 
 MIGRATION_LOCK_KEY = 0x636F6D6D  # any constant; each service has its own database
 
@@ -113,6 +113,34 @@ def create_platform_tables() -> None:
         sa.PrimaryKeyConstraint("scope", name="pk_idempotency_keys"),
     )
     op.create_index("ix_idempotency_keys_created_at", "idempotency_keys", ["created_at"])
+
+
+def partial_outbox_indexes() -> None:
+    """Platform tables, schema version 2: the outbox's pending index holds pending rows
+    only, and sent rows get their own for purging. Called from each service's revision
+    that brings it to version 2."""
+    op.drop_index("ix_outbox_pending", "outbox")
+    op.create_index(
+        "ix_outbox_pending",
+        "outbox",
+        ["id"],
+        postgresql_where=OUTBOX_PENDING,
+        sqlite_where=OUTBOX_PENDING,
+    )
+    op.create_index(
+        "ix_outbox_sent_at",
+        "outbox",
+        ["sent_at"],
+        postgresql_where=OUTBOX_SENT,
+        sqlite_where=OUTBOX_SENT,
+    )
+
+
+def whole_outbox_indexes() -> None:
+    """Back to platform tables version 1."""
+    op.drop_index("ix_outbox_sent_at", "outbox")
+    op.drop_index("ix_outbox_pending", "outbox")
+    op.create_index("ix_outbox_pending", "outbox", ["sent_at", "id"])
 
 
 def drop_platform_tables() -> None:

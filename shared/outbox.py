@@ -327,6 +327,9 @@ class OutboxRelay:
 
         async def submit(tp: tuple[str, int]) -> None:
             number, builder = open_batches.pop(tp)
+            # Closed, the batch is ready at once: it would otherwise wait out linger_ms
+            # for sends that never come, as the relay hands over finished batches.
+            builder.close()
             futures[number] = await producer.send_batch(builder, tp[0], partition=tp[1])
 
         try:
