@@ -85,7 +85,8 @@ outbox_table = Table(
     "outbox",
     platform_metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
-    Column("event_id", String(36), nullable=False, unique=True),
+    # Not unique-indexed: 122 random bits, never looked up here (shared.migrations, v3).
+    Column("event_id", String(36), nullable=False),
     Column("topic", String(200), nullable=False),
     Column("key", String(200), nullable=False),
     Column("type", String(200), nullable=False),

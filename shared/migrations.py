@@ -120,6 +120,10 @@ def partial_outbox_indexes() -> None:
     only, and sent rows get their own for purging. Called from each service's revision
     that brings it to version 2."""
     op.drop_index("ix_outbox_pending", "outbox")
+    _create_partial_indexes()
+
+
+def _create_partial_indexes() -> None:
     op.create_index(
         "ix_outbox_pending",
         "outbox",
@@ -141,6 +145,35 @@ def whole_outbox_indexes() -> None:
     op.drop_index("ix_outbox_sent_at", "outbox")
     op.drop_index("ix_outbox_pending", "outbox")
     op.create_index("ix_outbox_pending", "outbox", ["sent_at", "id"])
+
+
+def outbox_event_id_not_unique() -> None:
+    """Platform tables, schema version 3: no unique index on the outbox's event id.
+
+    The id is 122 random bits made once per row, nothing reads the outbox by it, and
+    consumers dedupe by it anyway; the index cost a random B-tree write on every insert
+    and, on PostgreSQL, on every mark (a non-HOT update writes every index again).
+    """
+    with op.batch_alter_table("outbox") as batch:
+        batch.drop_constraint("uq_outbox_event_id", type_="unique")
+    _recreate_partial_indexes()
+
+
+def outbox_event_id_unique() -> None:
+    """Back to platform tables version 2."""
+    with op.batch_alter_table("outbox") as batch:
+        batch.create_unique_constraint("uq_outbox_event_id", ["event_id"])
+    _recreate_partial_indexes()
+
+
+def _recreate_partial_indexes() -> None:
+    """SQLite's batch mode rebuilds the table and may drop the indexes' WHERE clauses
+    on the way: build them again from their definitions."""
+    if op.get_context().dialect.name != "sqlite":
+        return
+    op.drop_index("ix_outbox_sent_at", "outbox", if_exists=True)
+    op.drop_index("ix_outbox_pending", "outbox", if_exists=True)
+    _create_partial_indexes()
 
 
 def drop_platform_tables() -> None:
