@@ -13,7 +13,7 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import IO
 
@@ -21,10 +21,26 @@ MEMORY_STORAGE = "memory://tansu/"
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    [port] = free_ports(1)
+    return port
+
+
+def free_ports(count: int, taken: Collection[int] = ()) -> list[int]:
+    """``count`` distinct free ports, none in ``taken``.
+
+    The sockets stay bound until all are chosen: one closed before the next is asked
+    for can come back again, and two services told the same port race for it (the
+    loser exits while the winner answers for both).
+    """
+    with contextlib.ExitStack() as stack:
+        ports: list[int] = []
+        while len(ports) < count:
+            sock = stack.enter_context(socket.socket())
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+            if port not in taken:
+                ports.append(port)
+        return ports
 
 
 def port_open(host: str, port: int, timeout_s: float = 0.2) -> bool:

@@ -17,7 +17,8 @@ from typing import IO
 
 import httpx
 
-from shared.broker import LocalBroker, free_port, terminate
+from shared.broker import LocalBroker, terminate
+from shared.broker import free_ports as pick_free_ports
 from shared.settings import BACKEND_SERVICES, SERVICE_PORTS, ServiceSettings, service_url_settings
 
 # Interpreter teardown after a service's own shutdown budget, before we kill it.
@@ -39,9 +40,12 @@ class Platform:
         self.bootstrap_servers = bootstrap_servers
         self.broker: LocalBroker | None = None
         self.extra_env = dict(env or {})
-        self.ports = {
-            name: (free_port() if free_ports else SERVICE_PORTS[name]) for name in BACKEND_SERVICES
-        }
+        ports = (
+            pick_free_ports(len(BACKEND_SERVICES), taken={gateway_port})
+            if free_ports
+            else [SERVICE_PORTS[name] for name in BACKEND_SERVICES]
+        )
+        self.ports = dict(zip(BACKEND_SERVICES, ports, strict=True))
         self.ports["gateway"] = gateway_port
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._logs: list[IO[bytes]] = []
