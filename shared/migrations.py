@@ -120,10 +120,6 @@ def partial_outbox_indexes() -> None:
     only, and sent rows get their own for purging. Called from each service's revision
     that brings it to version 2."""
     op.drop_index("ix_outbox_pending", "outbox")
-    _create_partial_indexes()
-
-
-def _create_partial_indexes() -> None:
     op.create_index(
         "ix_outbox_pending",
         "outbox",
@@ -154,26 +150,14 @@ def outbox_event_id_not_unique() -> None:
     consumers dedupe by it anyway; the index cost a random B-tree write on every insert
     and, on PostgreSQL, on every mark (a non-HOT update writes every index again).
     """
-    with op.batch_alter_table("outbox") as batch:
+    with op.batch_alter_table("outbox") as batch:  # SQLite: a rebuild, indexes kept
         batch.drop_constraint("uq_outbox_event_id", type_="unique")
-    _recreate_partial_indexes()
 
 
 def outbox_event_id_unique() -> None:
     """Back to platform tables version 2."""
     with op.batch_alter_table("outbox") as batch:
         batch.create_unique_constraint("uq_outbox_event_id", ["event_id"])
-    _recreate_partial_indexes()
-
-
-def _recreate_partial_indexes() -> None:
-    """SQLite's batch mode rebuilds the table and may drop the indexes' WHERE clauses
-    on the way: build them again from their definitions."""
-    if op.get_context().dialect.name != "sqlite":
-        return
-    op.drop_index("ix_outbox_sent_at", "outbox", if_exists=True)
-    op.drop_index("ix_outbox_pending", "outbox", if_exists=True)
-    _create_partial_indexes()
 
 
 def drop_platform_tables() -> None:
