@@ -20,7 +20,9 @@ One run, one broker (a LocalBroker started here unless ``--bootstrap`` is given)
      after another, for the CPU per event each stage costs (not part of the ratio).
 
 Everything (writer, relay, consumer) shares one event loop, as when a service runs its
-relay and consumer in its own process; the broker is a separate process.
+relay and consumer in its own process; the broker is a separate process. The process
+runs with a started service's garbage-collector settings (``shared.app.settled_heap``),
+the raw baseline included.
 
     .venv/bin/python bench/outbox_pipeline.py
     .venv/bin/python bench/outbox_pipeline.py --postgres postgresql+asyncpg://postgres@127.0.0.1:5432/community_bench
@@ -57,6 +59,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
 
 from services.analytics.models import DailyMemberGrowth
+from shared.app import settled_heap
 from shared.broker import LocalBroker
 from shared.bus import ensure_topics, new_producer
 from shared.consumer import Batched, ConsumedEvent, EventConsumer
@@ -899,7 +902,7 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM unwinds like Ctrl-C, so the finally blocks stop the tasks and the broker.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.perf_counter()
-    with broker_for(args.bootstrap) as bootstrap:
+    with broker_for(args.bootstrap) as bootstrap, settled_heap():
         results = run_loop(bench(args, bootstrap), args.loop)
     meta = {
         "loop": loop_name,
