@@ -25,6 +25,7 @@ from shared.events.contracts.members import MemberRegistered
 from shared.events.envelope import CloudEvent, new_event_id
 from shared.migrations import upgrade
 from shared.outbox import (
+    INSERT_EVENTS,
     OutboxRelay,
     add_event,
     add_events,
@@ -193,6 +194,38 @@ async def test_the_relay_reads_pending_rows_in_order_from_the_partial_index(
     assert "ix_outbox_pending" in plan
     assert "sort" not in plan.lower()
     assert "TEMP B-TREE" not in plan
+    await db.dispose()
+
+
+async def test_marking_sent_is_planned_for_its_ids_after_the_outbox_grew_from_empty(
+    pg_databases: Databases,
+) -> None:
+    """A prepared statement's generic plan, chosen while the outbox was near empty, must
+    not be what marks a batch sent once the outbox holds thousands of rows: that plan
+    scans the whole table, testing every row against every id of the batch."""
+    db = await migrated(await pg_databases.new("producer"))
+    relay = OutboxRelay(db, settings_for(ProducerSettings, _Offline(), db.url))  # type: ignore[arg-type]
+    mark = relay._mark_sent.compile(db.engine)
+    lock = relay._lock.compile(db.engine, compile_kwargs={"literal_binds": True})
+    async with db.engine.connect() as conn:
+        await conn.exec_driver_sql(f"PREPARE mark (timestamptz, integer, bigint[]) AS {mark}")
+        # Run on a near-empty outbox, the statement gets a generic plan after five runs.
+        for n in range(6):
+            await conn.exec_driver_sql(f"EXECUTE mark (now(), 1, ARRAY[{n}]::bigint[])")
+        _, rows = outbox_rows(((registered(n), f"m-{n}", None) for n in range(3000)), "/t")
+        await conn.execute(INSERT_EVENTS, rows)
+        await conn.commit()
+        ids = (await conn.scalars(select(outbox_table.c.id).limit(50))).all()
+        array = "ARRAY[" + ",".join(map(str, ids)) + "]::bigint[]"
+        explain = f"EXPLAIN EXECUTE mark (now(), 1, {array})"
+        generic = " ".join(row[0] for row in await conn.exec_driver_sql(explain))
+        await conn.rollback()
+        assert "Seq Scan" in generic  # what marking would run without the relay's setting
+        await conn.execute(text(str(lock)))  # the relay's first statement in a batch
+        planned = " ".join(row[0] for row in await conn.exec_driver_sql(explain))
+        await conn.rollback()
+    assert "Seq Scan" not in planned
+    assert "pk_outbox" in planned
     await db.dispose()
 
 
