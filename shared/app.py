@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -360,9 +361,16 @@ def add_operational_routes(app: FastAPI, runtime: ServiceRuntime) -> None:
             checks["database"] = f"unreachable: {type(exc).__name__}"
         reachable = await broker_reachable(runtime.settings.kafka_bootstrap_servers)
         checks["broker"] = "ok" if reachable else "unreachable"
+        # Named with the service and its process, so a launcher tells its own process from
+        # whatever else answers on that port (``Platform.wait_ready``).
+        service, pid = runtime.settings.service_name, os.getpid()
         if all(v == "ok" for v in checks.values()):
-            return JSONResponse({"status": "ready", "checks": checks})
-        return problem(503, code="not-ready", detail="A dependency is unreachable", checks=checks)
+            body = {"status": "ready", "service": service, "pid": pid, "checks": checks}
+            return JSONResponse(body)
+        detail = "A dependency is unreachable"
+        return problem(
+            503, code="not-ready", detail=detail, service=service, pid=pid, checks=checks
+        )
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

@@ -101,13 +101,25 @@ class Platform:
                     raise RuntimeError(
                         f"{name} exited with {process.returncode}; see {self.logs / name}.log"
                     )
-                with contextlib.suppress(httpx.HTTPError):
-                    if client.get(f"{self.url(name)}/readyz").status_code == 200:
-                        pending.pop(0)
-                        continue
+                if self._answers_ready(client, name, process.pid):
+                    pending.pop(0)
+                    continue
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{name} not ready after {timeout_s}s")
                 time.sleep(0.1)
+
+    def _answers_ready(self, client: httpx.Client, name: str, pid: int) -> bool:
+        """Whether ``name``'s port answers ready from the process started as ``name``.
+
+        Any other answer (a process of another run on that port, still there while ours
+        fails to bind and exits) is not ours: waiting goes on, and the exit is reported.
+        """
+        try:
+            response = client.get(f"{self.url(name)}/readyz")
+            body = response.json() if response.status_code == 200 else {}
+        except (httpx.HTTPError, ValueError):
+            return False
+        return isinstance(body, dict) and (body.get("service"), body.get("pid")) == (name, pid)
 
     def shutdown_grace_s(self) -> float:
         """What each service process gets from SIGTERM to exit (``COMMUNITY_SHUTDOWN_GRACE_S``)."""

@@ -54,8 +54,9 @@ def test_every_service_is_ready_and_keeps_its_data_under_the_data_folder(
     platform: Platform, client: httpx.Client
 ) -> None:
     assert client.get("/readyz").status_code == 200
-    for service in platform.ports:
-        assert httpx.get(f"{platform.url(service)}/readyz").json()["status"] == "ready"
+    for service, process in platform.processes.items():
+        ready = httpx.get(f"{platform.url(service)}/readyz").json()
+        assert (ready["status"], ready["service"], ready["pid"]) == ("ready", service, process.pid)
     files = {p.name for p in Path(platform.data_dir).glob("*.db")}
     on_sqlite = platform.lane == "sqlite"  # type: ignore[attr-defined]
     assert files == ({f"{s}.db" for s in platform.ports} if on_sqlite else set())
