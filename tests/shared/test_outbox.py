@@ -139,6 +139,31 @@ async def test_published_message_is_a_cloudevent_the_official_sdk_parses(
     await db.dispose()
 
 
+async def test_events_written_together_are_stored_as_one_at_a_time_would_be(
+    databases: Databases,
+) -> None:
+    """``add_events`` takes another statement than ``add_event`` (on PostgreSQL, one array a
+    column); the rows must come out the same, in the order given."""
+    db = await migrated(await databases.new("producer"))
+    async with db.session() as session:
+        one = await add_event(session, registered(0), subject="m-0", source="/tests")
+    async with db.session() as session:
+        items = [(registered(n), f"m-{n}") for n in (1, 2, 3)]
+        many = await add_events(session, items, source="/tests")
+    async with db.session() as session:
+        rows = (await session.execute(select(outbox_table).order_by(outbox_table.c.id))).all()
+    assert [row.event_id for row in rows] == [one.id, *many]
+    for n, row in enumerate(rows):
+        envelope = CloudEvent.from_json(row.payload)
+        assert (envelope.id, envelope.subject, row.key) == (row.event_id, f"m-{n}", f"m-{n}")
+        assert (row.topic, row.type) == ("community.members.v1", "member.registered")
+        assert row.headers == {"content-type": "application/cloudevents+json"}
+        assert row.created_at.utcoffset() == timedelta(0)
+        assert row.created_at == envelope.time
+        assert (row.sent_at, row.attempts) == (None, 0)
+    await db.dispose()
+
+
 async def test_a_batch_marks_sent_exactly_the_rows_it_published(
     databases: Databases, broker: LocalBroker
 ) -> None:
