@@ -66,6 +66,7 @@ def test_a_ready_answer_from_another_process_is_not_the_service_being_ready(
             platform.wait_ready(0.5, ("members",))
     finally:
         server.shutdown()
+        server.server_close()
 
 
 def test_the_service_is_ready_when_its_own_process_answers(
@@ -79,3 +80,4 @@ def test_the_service_is_ready_when_its_own_process_answers(
         platform.wait_ready(10.0, ("members",))
     finally:
         server.shutdown()
+        server.server_close()
