@@ -67,6 +67,8 @@ DEFAULT_PROSE = """\
 - **outbox_pipeline** "ours" is the whole path: `add_events` (100 per transaction) ->
   relay -> Tansu -> `EventConsumer` (inbox claim plus the analytics daily-growth upsert
   per event) in a second database. Writer, relay and consumer share one event loop.
+  Its raw baseline runs before the first lane and after each lane; a lane's ratio is
+  against the mean of the two runs either side of it.
 - Earlier hand-made runs (2026-11-22, before `make bench`): the outbox pipeline did
   946 events/s on SQLite and 734 events/s on PostgreSQL against 19,953 raw msgs/s
   (ratio 0.047 and 0.037), with p95 68 / 83 ms; before the consumer batched its
@@ -123,13 +125,6 @@ def postgres_args(stem: str, flags: set[str], admin_url: str | None) -> tuple[li
     if stem == "webhooks_delivery":
         # A database URL that the bench drops and recreates: never the admin database.
         return ["--postgres", with_database(admin_url, "webhooks_bench")], ""
-    if stem == "load_mix":
-        return [], (
-            "PostgreSQL lane skipped: load_mix.py --postgres takes a server URL and expects "
-            "one database per service (members, content, ...) to exist; run_all neither "
-            "creates nor reuses those fixed names, since the demo data of one run would "
-            "collide with the next. Run it by hand on freshly created databases."
-        )
     if "--postgres" in flags:
         return ["--postgres", admin_url], ""  # an admin URL; the bench makes its own database
     if "--no-postgres" in flags:
