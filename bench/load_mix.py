@@ -1,8 +1,8 @@
 """Mixed load through the gateway with every service running as its own process.
 
-Starts the platform (Tansu + six services + gateway, SQLite under a temp dir, or
-PostgreSQL with ``--postgres``), fills it with ``shared.demo`` (small), then runs
-C concurrent clients for D seconds with a realistic mix:
+Starts the platform (Tansu + six services + gateway, SQLite under a temp dir; then, with
+``--postgres``, again on new databases on that server), fills it with ``shared.demo``
+(small), then runs C concurrent clients for D seconds with a realistic mix:
 
 - 70% reads: community feeds (``GET /v1/posts``) and the member's own profile;
 - 20% interactions: views and likes on posts (first-time per member and post);
@@ -20,12 +20,14 @@ the load over a lean keep-alive HTTP/1.1 client (~0.15 ms CPU a request, httpx
 ~1.5 ms); ``--client httpx`` measures with httpx instead.
 
     .venv/bin/python bench/load_mix.py --duration 60 --concurrency 32
+    .venv/bin/python bench/load_mix.py --postgres postgresql+asyncpg://postgres@127.0.0.1:5432/postgres
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -35,6 +37,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -42,6 +45,9 @@ from typing import Any, Protocol
 import httpx
 from clients import LeanClient
 from report import BenchRows
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared.broker import free_port
 from shared.demo import Demo
@@ -226,16 +232,51 @@ async def prepare_campaign(client: httpx.AsyncClient, demo: Demo, load: Load) ->
         load.checkin_campaign = campaign["id"]
 
 
-async def main(args: argparse.Namespace) -> dict[str, Any]:
+@contextlib.asynccontextmanager
+async def fresh_databases(server_url: str) -> AsyncIterator[dict[str, str]]:
+    """A new database per service on the server (``loadmix_<run>_<service>``), dropped
+    afterwards: each run starts empty, as the SQLite lane does."""
+    server = make_url(server_url)
+    admin = create_async_engine(
+        server.set(database="postgres").render_as_string(hide_password=False),
+        isolation_level="AUTOCOMMIT",
+    )
+    run = uuid.uuid4().hex[:8]
+    names = {service: f"loadmix_{run}_{service}" for service in SERVICE_PORTS}
+    try:
+        async with admin.connect() as conn:
+            for name in names.values():
+                await conn.execute(text(f'CREATE DATABASE "{name}"'))
+        yield {
+            service: server.set(database=name).render_as_string(hide_password=False)
+            for service, name in names.items()
+        }
+    finally:
+        async with admin.connect() as conn:
+            for name in names.values():
+                await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+
+async def main(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The SQLite lane, then the PostgreSQL lane with ``--postgres``."""
+    reports = {"sqlite": await run_lane(args, {})}
+    if args.postgres:
+        async with fresh_databases(args.postgres) as urls:
+            env = {f"{service.upper()}_DATABASE_URL": url for service, url in urls.items()}
+            reports["postgresql"] = await run_lane(args, env)
+    return reports
+
+
+async def run_lane(args: argparse.Namespace, databases: dict[str, str]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         # Filling the platform registers and signs in members anonymously from one address.
         env = {
             "COMMUNITY_LOG_LEVEL": "WARNING",
             "GATEWAY_RATE_LIMIT_PER_MIN": "1000000",
             "GATEWAY_ANONYMOUS_RATE_LIMIT_PER_MIN": "1000000",
+            **databases,
         }
-        if args.postgres:
-            env |= {f"{s.upper()}_DATABASE_URL": f"{args.postgres}/{s}" for s in SERVICE_PORTS}
         with Platform(Path(tmp), gateway_port=free_port(), free_ports=True, env=env) as platform:
             limits = httpx.Limits(max_connections=256)
             async with httpx.AsyncClient(
@@ -294,9 +335,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--active", type=int, default=150)
     parser.add_argument("--rounds", type=int, default=500, help="gateway overhead samples")
     parser.add_argument("--seed", type=int, default=11)
-    parser.add_argument("--postgres", help="server URL without database, e.g. "
-                        "postgresql+asyncpg://postgres@127.0.0.1:5432 (databases per service "
-                        "must exist)")  # fmt: skip
+    parser.add_argument("--postgres", help="also a PostgreSQL lane on this server, e.g. "
+                        "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres (its database "
+                        "is ignored; one per service is created, and dropped after)")  # fmt: skip
     parser.add_argument("--client", choices=("lean", "httpx"), default="lean",
                         help="the load's client: keep-alive HTTP/1.1 (lean) or httpx")  # fmt: skip
     parser.add_argument("--quick", action="store_true")
@@ -306,9 +347,14 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def bench_rows(report: dict[str, Any], args: argparse.Namespace) -> BenchRows:
+def bench_rows(reports: dict[str, dict[str, Any]], args: argparse.Namespace) -> BenchRows:
     rows = BenchRows(__file__)
-    lane = "postgresql" if args.postgres else "sqlite"
+    for lane, report in reports.items():
+        add_rows(rows, lane, report, args)
+    return rows
+
+
+def add_rows(rows: BenchRows, lane: str, report: dict[str, Any], args: argparse.Namespace) -> None:
     latency, errors = report["latency_ms"], report["error_rate"]
     rps = report["requests_per_s"]
     rows.add(
@@ -358,7 +404,6 @@ def bench_rows(report: dict[str, Any], args: argparse.Namespace) -> BenchRows:
             target="p95 < 1 s",
             met=fresh["p95"] < 1000,
         )
-    return rows
 
 
 if __name__ == "__main__":
