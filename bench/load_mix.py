@@ -10,10 +10,11 @@ Starts the platform (Tansu + six services + gateway, SQLite under a temp dir; th
   challenge's leaderboard when everyone has checked in.
 
 Prints requests/s, latency p50/p95/p99 (overall and per kind of request), the error rate,
-the CPU each process (broker, services, gateway, this driver) spent per request, event-to-metric
-freshness sampled during the run (``now - as_of`` of the analytics overview),
-and the gateway's overhead: the same profile read sent directly to the members
-service and through the gateway, one at a time and alternating, in the same run.
+the CPU each process (broker, services, gateway, this driver; on PostgreSQL also the
+database server's processes) spent per request, event-to-metric freshness sampled during
+the run (``now - as_of`` of the analytics overview), and the gateway's overhead: the same
+profile read sent directly to the members service and through the gateway, one at a time
+and alternating, in the same run.
 
 The driver shares the machine's cores with the platform, so by default it sends
 the load over a lean keep-alive HTTP/1.1 client (~0.15 ms CPU a request, httpx
@@ -146,15 +147,19 @@ class Load:
 
 
 class ProcessCpu:
-    """CPU seconds each platform process (and this driver) used since construction."""
+    """CPU seconds each platform process (and this driver) used since construction; with
+    ``postgres``, also the PostgreSQL server's processes on this machine, summed (a backend
+    that exits in between takes its CPU with it, so that figure is a floor)."""
 
-    def __init__(self, platform: Platform) -> None:
+    def __init__(self, platform: Platform, *, postgres: bool = False) -> None:
         self.pids = {name: p.pid for name, p in platform.processes.items()}
         broker = getattr(platform.broker, "_process", None)  # Tansu: its CPU is the bus's cost
         if broker is not None:
             self.pids["broker"] = broker.pid
         self.pids["driver"] = os.getpid()
+        self.postgres = postgres
         self.start = {name: self.read(pid) for name, pid in self.pids.items()}
+        self.postgres_start = self.postgres_processes() if postgres else {}
 
     @staticmethod
     def read(pid: int) -> float:
@@ -164,8 +169,25 @@ class ProcessCpu:
             return 0.0
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    @classmethod
+    def postgres_processes(cls) -> dict[int, float]:
+        found = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                if "(postgres)" in stat.read_text():
+                    found[int(stat.parent.name)] = cls.read(int(stat.parent.name))
+            except OSError:
+                continue
+        return found
+
     def used(self) -> dict[str, float]:
-        return {name: self.read(pid) - self.start[name] for name, pid in self.pids.items()}
+        used = {name: self.read(pid) - self.start[name] for name, pid in self.pids.items()}
+        if self.postgres:
+            now = self.postgres_processes()
+            used["postgres"] = sum(
+                cpu - self.postgres_start.get(pid, 0.0) for pid, cpu in now.items()
+            )
+        return used
 
 
 async def freshness(client: httpx.AsyncClient, operator: dict[str, str], stop: asyncio.Event,
@@ -290,7 +312,7 @@ async def run_lane(args: argparse.Namespace, databases: dict[str, str]) -> dict[
                 await prepare_campaign(client, demo, load)
                 stop, samples = asyncio.Event(), []
                 probe = asyncio.create_task(freshness(client, demo.operator, stop, samples))
-                cpu = ProcessCpu(platform)
+                cpu = ProcessCpu(platform, postgres=bool(databases))
                 # For profilers attaching to the services: the timed load starts now.
                 print(f"load: {args.duration:g} s x {args.concurrency} clients", file=sys.stderr,
                       flush=True)  # fmt: skip
