@@ -54,6 +54,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
 from pydantic_settings import SettingsConfigDict
 from report import BenchRows
+from scratch_databases import fresh_databases
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
@@ -736,17 +737,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     if not args.postgres:
         with tempfile.TemporaryDirectory() as tmp:
             return await run(f"sqlite+aiosqlite:///{tmp}/analytics.db", args)
-    admin = make_url(args.postgres)
     name = f"bench_analytics_{uuid.uuid4().hex[:8]}"
-    engine = create_async_engine(admin, isolation_level="AUTOCOMMIT")
-    async with engine.connect() as conn:
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        return await run(admin.set(database=name).render_as_string(hide_password=False), args)
-    finally:
-        async with engine.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await engine.dispose()
+    async with fresh_databases([name], args.postgres) as [url]:
+        return await run(url, args)
 
 
 def bulk_rows(result: dict[str, Any], args: argparse.Namespace) -> BenchRows:

@@ -37,16 +37,15 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 from report import BenchRows, Result, percentiles, run_workers
+from scratch_databases import fresh_databases
 from sqlalchemy import insert, text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.campaigns.app import create_app
 from services.campaigns.models import CommunityReplica, MembershipReplica
@@ -57,7 +56,6 @@ from shared.demo import Demo
 from shared.runner import Platform
 from shared.settings import LOCAL_JWT_SECRET, SERVICE_PORTS
 
-PG_ADMIN = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 COMMUNITY = "bench-community"
 
 
@@ -199,26 +197,8 @@ async def bench(url: str, args: argparse.Namespace, rows: BenchRows) -> list[str
     return lines
 
 
-@asynccontextmanager
-async def pg_databases(names: list[str]) -> AsyncIterator[list[str]]:
-    """Fresh PostgreSQL databases (their URLs), dropped on the way out."""
-    admin = create_async_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    created: list[str] = []
-    try:
-        async with admin.connect() as conn:
-            for name in names:
-                await conn.execute(text(f'CREATE DATABASE "{name}"'))
-                created.append(name)
-        yield [f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}" for name in names]
-    finally:
-        async with admin.connect() as conn:
-            for name in created:
-                await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
-
-
 async def with_pg_database(run: Callable[[str], Awaitable[list[str]]]) -> list[str]:
-    async with pg_databases([f"campaigns_bench_{uuid.uuid4().hex[:8]}"]) as [url]:
+    async with fresh_databases([f"campaigns_bench_{uuid.uuid4().hex[:8]}"]) as [url]:
         return await run(url)
 
 
@@ -392,7 +372,7 @@ async def gateway_bench_pg(args: argparse.Namespace, rows: BenchRows) -> list[st
     """Each service its own fresh database, as the end-to-end tests do."""
     tag = uuid.uuid4().hex[:8]
     names = [f"campaigns_bench_{service}_{tag}" for service in SERVICE_PORTS]
-    async with pg_databases(names) as urls:
+    async with fresh_databases(names) as urls:
         return await gateway_bench(args, rows, dict(zip(SERVICE_PORTS, urls, strict=True)))
 
 

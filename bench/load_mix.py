@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import random
@@ -38,7 +37,6 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -46,9 +44,7 @@ from typing import Any, Protocol
 import httpx
 from clients import LeanClient
 from report import BenchRows
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
+from scratch_databases import fresh_databases
 
 from shared.broker import free_port
 from shared.demo import Demo
@@ -164,20 +160,26 @@ class ProcessCpu:
     @staticmethod
     def read(pid: int) -> float:
         try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return ProcessCpu.seconds(Path(f"/proc/{pid}/stat").read_text())
         except OSError:
             return 0.0
+
+    @staticmethod
+    def seconds(stat: str) -> float:
+        """User + system CPU seconds from the text of ``/proc/<pid>/stat``."""
+        fields = stat.rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    @classmethod
-    def postgres_processes(cls) -> dict[int, float]:
+    @staticmethod
+    def postgres_processes() -> dict[int, float]:
         found = {}
-        for stat in Path("/proc").glob("[0-9]*/stat"):
+        for path in Path("/proc").glob("[0-9]*/stat"):
             try:
-                if "(postgres)" in stat.read_text():
-                    found[int(stat.parent.name)] = cls.read(int(stat.parent.name))
+                stat = path.read_text()
             except OSError:
                 continue
+            if "(postgres)" in stat:
+                found[int(path.parent.name)] = ProcessCpu.seconds(stat)
         return found
 
     def used(self) -> dict[str, float]:
@@ -254,38 +256,17 @@ async def prepare_campaign(client: httpx.AsyncClient, demo: Demo, load: Load) ->
         load.checkin_campaign = campaign["id"]
 
 
-@contextlib.asynccontextmanager
-async def fresh_databases(server_url: str) -> AsyncIterator[dict[str, str]]:
-    """A new database per service on the server (``loadmix_<run>_<service>``), dropped
-    afterwards: each run starts empty, as the SQLite lane does."""
-    server = make_url(server_url)
-    admin = create_async_engine(
-        server.set(database="postgres").render_as_string(hide_password=False),
-        isolation_level="AUTOCOMMIT",
-    )
-    run = uuid.uuid4().hex[:8]
-    names = {service: f"loadmix_{run}_{service}" for service in SERVICE_PORTS}
-    try:
-        async with admin.connect() as conn:
-            for name in names.values():
-                await conn.execute(text(f'CREATE DATABASE "{name}"'))
-        yield {
-            service: server.set(database=name).render_as_string(hide_password=False)
-            for service, name in names.items()
-        }
-    finally:
-        async with admin.connect() as conn:
-            for name in names.values():
-                await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
-
-
 async def main(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """The SQLite lane, then the PostgreSQL lane with ``--postgres``."""
     reports = {"sqlite": await run_lane(args, {})}
     if args.postgres:
-        async with fresh_databases(args.postgres) as urls:
-            env = {f"{service.upper()}_DATABASE_URL": url for service, url in urls.items()}
+        # A new database per service, dropped afterwards: each run starts empty.
+        names = [f"loadmix_{uuid.uuid4().hex[:8]}_{service}" for service in SERVICE_PORTS]
+        async with fresh_databases(names, args.postgres) as urls:
+            env = {
+                f"{service.upper()}_DATABASE_URL": url
+                for service, url in zip(SERVICE_PORTS, urls, strict=True)
+            }
             reports["postgresql"] = await run_lane(args, env)
     return reports
 

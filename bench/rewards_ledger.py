@@ -47,8 +47,8 @@ from typing import Any
 from aiokafka.structs import ConsumerRecord
 from clients import AsgiClient, LeanClient
 from report import BenchRows, Result, percentiles, run_workers
+from scratch_databases import fresh_databases
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.rewards.app import create_app
 from services.rewards.schemas import CouponKind, CouponTemplateCreate
@@ -62,8 +62,6 @@ from shared.events.contracts.content import ReactionAdded
 from shared.events.envelope import CloudEvent
 from shared.events.registry import spec_of
 from shared.settings import LOCAL_JWT_SECRET
-
-PG_ADMIN = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 
 
 def tokens(members: list[str]) -> dict[str, str]:
@@ -374,16 +372,8 @@ async def bench_codes(url: str, args: argparse.Namespace) -> Result:
 
 
 async def with_pg_database(run: Callable[[str], Awaitable[None]]) -> None:
-    name = f"rewards_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_async_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
-        await run(f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}")
-    finally:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
+    async with fresh_databases([f"rewards_bench_{uuid.uuid4().hex[:8]}"]) as [url]:
+        await run(url)
 
 
 async def main() -> None:

@@ -37,7 +37,7 @@ from sqlalchemy.engine import make_url
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
-NOT_BENCHES = {"clients", "report", "run_all"}
+NOT_BENCHES = {"clients", "report", "run_all", "scratch_databases"}
 OUTPUT = REPO / "BENCHMARKS.md"
 PROSE_BEGIN = "<!-- prose: kept by bench/run_all.py, edit freely between these markers -->"
 PROSE_END = "<!-- /prose -->"
